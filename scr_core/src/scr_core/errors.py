@@ -1,0 +1,89 @@
+"""One exception family for the whole project, and the exit codes the CLI maps it to.
+
+Every command documents the codes it can return; the common ones are:
+
+====  ===================================================================
+ 0    success
+ 1    the operation ran and failed (a job step failed, a check said no)
+ 2    usage: bad arguments or malformed input on the command line
+ 3    configuration: a bad line in a config file, or an invalid setting
+ 4    plugins: unknown, duplicate, failed to load, or ambiguous selection
+ 5    environment: not in an allocation, or the resource manager failed
+ 6    data: a control file (KVTree) is corrupt or has the wrong layout
+ 7    not supported by the selected backend
+====  ===================================================================
+
+Plugins raise these with a message about their local context, chaining the
+cause: ``raise ResourceManagerError("sinfo failed: ...") from exc``.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_PLUGIN = 4
+EXIT_ENVIRONMENT = 5
+EXIT_DATA = 6
+EXIT_NOT_SUPPORTED = 7
+
+
+class ScrError(Exception):
+    """Base of every error scr reports to a user; ``exit_code`` is what the CLI returns."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(ScrError):
+    """Bad arguments or malformed input (a hostlist, a size, a time)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(ScrError):
+    """A configuration file or setting is invalid; the message names file and line."""
+
+    exit_code = EXIT_CONFIG
+
+
+class PluginError(ScrError):
+    """A plugin is unknown, duplicated, failed to load, or selection is ambiguous."""
+
+    exit_code = EXIT_PLUGIN
+
+
+
+
+class JobEnvironmentError(ScrError):
+    """Not inside an allocation, or the allocation cannot be described."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class ResourceManagerError(JobEnvironmentError):
+    """A resource-manager query or command failed."""
+
+
+class LaunchError(ScrError):
+    """A job step could not be launched, waited on or killed."""
+
+    exit_code = EXIT_FAILURE
+
+
+class RemoteExecError(ScrError):
+    """Remote execution could not be started at all (per-node failures are results)."""
+
+    exit_code = EXIT_FAILURE
+
+
+class ControlFileError(ScrError):
+    """A KVTree control file is corrupt, truncated, or not laid out as SCR writes it."""
+
+    exit_code = EXIT_DATA
+
+
+class NotSupportedError(ScrError):
+    """The selected backend does not implement an optional operation."""
+
+    exit_code = EXIT_NOT_SUPPORTED
