@@ -1,0 +1,122 @@
+"""The ``scr`` command: subcommands are imported only when chosen (start-up time matters).
+
+Each subcommand module defines ``configure_parser(parser)`` and ``run(args) -> int`` and
+documents its exit codes in its epilog. Errors of the :class:`~scr_core.errors.ScrError`
+family become one line on stderr and their exit code; nothing prints a traceback unless
+``SCR_DEBUG`` is 2 or more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+from .. import __version__
+from ..errors import EXIT_USAGE, ScrError
+
+# name -> (module, one-line help, SCR-compatible script name or None)
+COMMANDS: dict[str, tuple[str, str, str | None]] = {
+    "run": ("scr_core.cli.run_cmd", "run a job step with relaunch on failure (scr_run)",
+            "scr_run"),
+    "prerun": ("scr_core.cli.prerun_cmd", "prepare the allocation before the first run",
+               "scr_prerun"),
+    "postrun": ("scr_core.cli.postrun_cmd", "after the last run: scavenge cached datasets",
+                "scr_postrun"),
+    "list-down-nodes": ("scr_core.cli.list_down_nodes_cmd",
+                        "list the nodes of the allocation that are unusable",
+                        "scr_list_down_nodes"),
+    "should-exit": ("scr_core.cli.should_exit_cmd", "decide whether to stop relaunching",
+                    "scr_should_exit"),
+    "halt": ("scr_core.cli.halt_cmd", "set, list or clear halt conditions", "scr_halt"),
+    "ckpt-interval": ("scr_core.cli.ckpt_interval_cmd",
+                      "optimal checkpoint interval from the SCR log", "scr_ckpt_interval"),
+    "check-node": ("scr_core.cli.check_node_cmd", "check control/cache dirs on this node",
+                   "scr_check_node"),
+    "kill-jobstep": ("scr_core.cli.kill_jobstep_cmd", "kill a job step by id",
+                     "scr_kill_jobstep"),
+    "env": ("scr_core.cli.env_cmd", "print facts about the job (scr_env)", "scr_env"),
+    "list-dir": ("scr_core.cli.list_dir_cmd", "print the control or cache directories",
+                 "scr_list_dir"),
+    "hostlist": ("scr_core.cli.hostlist_cmd", "expand, compress and combine node lists",
+                 "scr_hostlist"),
+    "plugins": ("scr_core.cli.plugins_cmd", "list plugins and what they provide", None),
+    "config": ("scr_core.cli.config_cmd", "show SCR parameters and scr settings", None),
+    "local": ("scr_core.cli.local_cmd", "virtual allocations of the local backend", None),
+}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and the documented exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _debug_level() -> int:
+    try:
+        return int(os.environ.get("SCR_DEBUG", "0") or 0)
+    except ValueError:
+        return 0
+
+
+def build_parser(only: str | None = None, prog: str | None = None) -> ArgumentParser:
+    parser = ArgumentParser(
+        prog=prog or "scr",
+        description="scr: keep MPI jobs alive across node failures (SCR's job layer).",
+        epilog="Exit codes: 0 ok, 1 failed, 2 usage, 3 configuration, 4 plugins, "
+               "5 environment (not in an allocation, RM failure), 6 corrupt control file, "
+               "7 not supported by the backend. Commands document their own codes.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"scr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    for name, (module, summary, _script) in COMMANDS.items():
+        if only is not None and name != only:
+            # cheap placeholder so --help lists every command without importing it
+            sub.add_parser(name, help=summary, add_help=False)
+            continue
+        cmd = sub.add_parser(name, help=summary, description=summary,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        importlib.import_module(module).configure_parser(cmd)
+        cmd.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    if chosen not in COMMANDS:
+        chosen = None
+    try:
+        parser = build_parser(only=chosen if chosen else "")
+        if prog and chosen:
+            parser._subparsers._group_actions[0].choices[chosen].prog = prog
+        args = parser.parse_args(argv)
+        if not getattr(args, "_module", None):
+            parser.print_help()
+            return EXIT_USAGE if argv else 0
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except ScrError as exc:
+        if _debug_level() >= 2:
+            raise
+        name = prog or (f"scr {chosen}" if chosen else "scr")
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def run_script(name: str, argv: Sequence[str] | None = None) -> int:
+    """Entry of the SCR-named console scripts (``scr_halt`` is ``scr halt``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script = COMMANDS[name][2] or f"scr {name}"
+    return main([name, *argv], prog=script)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

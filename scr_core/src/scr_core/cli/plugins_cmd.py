@@ -1,0 +1,49 @@
+"""``scr plugins``: every plugin, what it provides, whether it detects this environment."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..plugins import KINDS, get_registry
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.epilog = ("Lists each plugin (entry point of group scr.plugins) with its distribution "
+                     "and version, load errors, and every backend it registers, marking with * "
+                     "those whose detect() claims the current environment.\n"
+                     "Exit codes: 0 listed (load errors are shown, not fatal), 4 a plugin "
+                     "error under SCR_PLUGINS_STRICT=1 or duplicate names.")
+
+
+def run(args: argparse.Namespace) -> int:
+    reg = get_registry()
+    rows = []
+    detected = {kind: {r.spec.name for r in reg.detected(kind)}
+                for kind in ("resource_manager", "launcher", "remote_executor")}
+    for info in reg.plugins.values():
+        provides = []
+        for kind in KINDS:
+            if info.error or info.blocked:
+                break
+            for name, r in reg.specs(kind).items():
+                if r.plugin == info.name:
+                    provides.append({"kind": kind, "name": name,
+                                     "description": r.spec.description,
+                                     "detected": name in detected.get(kind, ())})
+        rows.append({"plugin": info.name, "distribution": info.distribution,
+                     "version": info.version, "module": info.module,
+                     "blocked": info.blocked, "error": info.error, "provides": provides})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        status = "blocked (SCR_PLUGINS_BLOCK)" if row["blocked"] else (
+            f"LOAD ERROR: {row['error']}" if row["error"] else "loaded")
+        print(f"{row['plugin']}  [{row['distribution']} {row['version']}]  {status}")
+        for p in row["provides"]:
+            mark = "*" if p["detected"] else " "
+            print(f"  {mark} {p['kind']:<17} {p['name']:<14} {p['description']}")
+    print("(* = detects the current environment)")
+    return 0

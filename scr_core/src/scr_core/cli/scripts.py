@@ -1,0 +1,55 @@
+"""Console scripts with SCR's names: each is ``scr <subcommand>``."""
+
+from __future__ import annotations
+
+import sys
+
+from .main import run_script
+
+
+def scr_run() -> None:
+    sys.exit(run_script("run"))
+
+
+def scr_prerun() -> None:
+    sys.exit(run_script("prerun"))
+
+
+def scr_postrun() -> None:
+    sys.exit(run_script("postrun"))
+
+
+def scr_list_down_nodes() -> None:
+    sys.exit(run_script("list-down-nodes"))
+
+
+def scr_should_exit() -> None:
+    sys.exit(run_script("should-exit"))
+
+
+def scr_halt() -> None:
+    sys.exit(run_script("halt"))
+
+
+def scr_ckpt_interval() -> None:
+    sys.exit(run_script("ckpt-interval"))
+
+
+def scr_check_node() -> None:
+    sys.exit(run_script("check-node"))
+
+
+def scr_kill_jobstep() -> None:
+    sys.exit(run_script("kill-jobstep"))
+
+
+def scr_env() -> None:
+    sys.exit(run_script("env"))
+
+
+def scr_list_dir() -> None:
+    sys.exit(run_script("list-dir"))
+
+
+def scr_hostlist() -> None:
+    sys.exit(run_script("hostlist"))

@@ -1,0 +1,131 @@
+"""JobEnv: the job's view of the world (SCR's ``JobEnv``), assembled lazily.
+
+Everything is computed on first use, so a command that only needs the prefix never loads a
+plugin, and one that needs only the resource manager never imports a launcher.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Mapping
+
+from ..errors import JobEnvironmentError
+from ..interfaces import BackendContext, Launcher, RemoteExecutor, ResourceManager
+
+
+def scr_prefix(environ: Mapping[str, str]) -> str:
+    """``$SCR_PREFIX`` (with ``~`` and variables expanded) or the current directory."""
+    value = environ.get("SCR_PREFIX")
+    if value:
+        return os.path.abspath(os.path.expandvars(os.path.expanduser(value)))
+    return os.getcwd()
+
+
+class JobEnv:
+    def __init__(
+        self,
+        prefix: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        registry: Any = None,
+        resource_manager: str | None = None,
+        remote_exec: str | None = None,
+    ) -> None:
+        self.environ: dict[str, str] = dict(os.environ if environ is None else environ)
+        self.prefix = os.path.abspath(prefix) if prefix else scr_prefix(self.environ)
+        self._registry = registry
+        self._rm_choice = resource_manager
+        self._rexec_choice = remote_exec
+
+    # -- configuration ------------------------------------------------------------------------
+    @functools.cached_property
+    def registry(self) -> Any:
+        if self._registry is None:
+            from ..plugins import get_registry
+
+            self._registry = get_registry()
+        return self._registry
+
+    @functools.cached_property
+    def params(self) -> Any:
+        from ..params import Params
+
+        return Params(prefix=self.prefix, environ=self.environ)
+
+    @functools.cached_property
+    def settings(self) -> Any:
+        from ..settings import Settings
+
+        sections = {name: reg.spec for name, reg in self.registry.specs("settings").items()}
+        return Settings(sections=sections, environ=self.environ)
+
+    def context(self, section: str | None) -> BackendContext:
+        settings = self.settings.section(section) if section else None
+        return BackendContext(environ=self.environ, settings=settings, prefix=self.prefix,
+                              params=self.params)
+
+    def _build(self, reg: Any) -> Any:
+        cls = reg.spec.load()
+        return cls(self.context(reg.spec.settings))
+
+    # -- backends -----------------------------------------------------------------------------
+    @functools.cached_property
+    def resource_manager(self) -> ResourceManager:
+        reg = self.registry.select(
+            "resource_manager", self._rm_choice,
+            setting=self.settings.get_raw("core", "resource_manager"), environ=self.environ)
+        return self._build(reg)
+
+    def launcher(self, command: str | None = None) -> Launcher:
+        """The launcher for a launcher word (``srun``), or the selected/detected one."""
+        if command:
+            reg = self.registry.launcher_for_command(command)
+        else:
+            reg = self.registry.select("launcher", None,
+                                       setting=self.settings.get_raw("core", "launcher"),
+                                       environ=self.environ)
+        return self._build(reg)
+
+    @functools.cached_property
+    def remote_executor(self) -> RemoteExecutor:
+        setting = self.settings.get_raw("core", "remote_exec")
+        # with the local RM the nodes are virtual: only the local executor can reach them
+        default = "local" if self.resource_manager.name == "local" else "clustershell"
+        reg = self.registry.select("remote_executor", self._rexec_choice, setting=setting,
+                                   environ=self.environ, default=default)
+        return self._build(reg)
+
+    # -- facts about the job ------------------------------------------------------------------
+    def user(self) -> str:
+        import getpass
+
+        return self.environ.get("USER") or getpass.getuser()
+
+    def job_id(self) -> str | None:
+        return self.resource_manager.job_id()
+
+    def require_job_id(self) -> str:
+        jid = self.job_id()
+        if not jid:
+            raise JobEnvironmentError(
+                f"no job id: not inside a {self.resource_manager.name} allocation")
+        return jid
+
+    def node_list(self) -> list[str]:
+        """``$SCR_NODELIST`` if set (SCR's override), else the resource manager's nodes."""
+        from ..hostlist import expand
+
+        if self.environ.get("SCR_NODELIST"):
+            return expand(self.environ["SCR_NODELIST"])
+        return self.resource_manager.job_nodes()
+
+    def dir_scr(self) -> str:
+        return os.path.join(self.prefix, ".scr")
+
+    def dir_control(self, base: bool = False) -> list[str]:
+        return self.params.control_dir(user=self.user(), jobid=None if base else self.job_id(),
+                                       base=base)
+
+    def dir_cache(self, base: bool = False) -> list[str]:
+        return self.params.cache_dirs(user=self.user(), jobid=None if base else self.job_id(),
+                                      base=base)

@@ -1,0 +1,205 @@
+"""The plugin contract of scr. A plugin author reads this module first.
+
+How a plugin is found
+    A distribution declares an entry point in the group ``scr.plugins``; the entry name is
+    the plugin's name and the target a module holding ``@hookimpl`` functions::
+
+        [project.entry-points."scr.plugins"]
+        mysite = "scr_plugins_mysite.plugin"
+
+How a plugin contributes
+    Each hook below returns a list of typed records (:class:`ResourceManagerSpec`,
+    :class:`LauncherSpec`, ...). pluggy calls every plugin's implementation, so hooks are only
+    used for such one-to-many registration. The behaviour lives in ordinary classes that
+    implement the interfaces of :mod:`scr_core.interfaces` (re-exported here).
+
+Keep the plugin module cheap to import: name backend classes as ``"package.module:Class"``
+strings in the records; scr imports them only when that backend is selected. ``detect``
+functions read only the environment mapping they are given: no subprocess, no file I/O.
+
+Hook implementations must not declare default-valued parameters (pluggy never passes them).
+
+Example::
+
+    from scr_core.hookspecs import hookimpl, LauncherSpec
+
+    @hookimpl
+    def scr_launchers():
+        return [LauncherSpec(name="mpiexec", description="MPICH hydra",
+                             backend="scr_plugins_mysite.launch:Mpiexec",
+                             commands=("mpiexec",))]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Callable, Mapping, Optional
+
+import pluggy
+
+from .interfaces import (
+    BackendContext,
+    JobRecord,
+    JobState,
+    JobStatus,
+    JobStep,
+    Launcher,
+    NodeInfo,
+    NodeResult,
+    NodeTest,
+    RemoteExecutor,
+    RemoteResult,
+    ResourceManager,
+    SubmitRequest,
+)
+
+PROJECT_NAME = "scr"
+ENTRY_POINT_GROUP = "scr.plugins"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+Detect = Callable[[Mapping[str, str]], bool]
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PROJECT_NAME",
+    "BackendContext",
+    "BackendSpec",
+    "JobRecord",
+    "JobState",
+    "JobStatus",
+    "JobStep",
+    "Launcher",
+    "LauncherSpec",
+    "NodeInfo",
+    "NodeResult",
+    "NodeTest",
+    "NodeTestSpec",
+    "RemoteExecutor",
+    "RemoteExecutorSpec",
+    "RemoteResult",
+    "ResourceManager",
+    "ResourceManagerSpec",
+    "SettingsSectionSpec",
+    "SubmitRequest",
+    "hookimpl",
+    "hookspec",
+]
+
+
+# --------------------------------------------------------------------------- records
+
+
+def load_object(ref: Any) -> Any:
+    """Resolve ``"package.module:attr"`` (or return ``ref`` if it is already an object)."""
+    if not isinstance(ref, str):
+        return ref
+    module_name, _, attr = ref.partition(":")
+    obj = importlib.import_module(module_name)
+    for part in attr.split(".") if attr else ():
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendSpec:
+    """Common fields of every registration record.
+
+    name         unique within its kind; what users type (``--rm slurm``, ``SCR_NODE_TESTS``)
+    description  one line for ``scr plugins``
+    backend      the class, or ``"module:Class"`` imported on first use
+    detect       ``detect(environ) -> bool``: does the current environment belong to this
+                 backend? Environment variables only. ``None`` = never auto-selected.
+    priority     higher wins among backends whose ``detect`` says yes
+    settings     name of the settings section (see :class:`SettingsSectionSpec`) the backend
+                 is constructed with, or ``None``
+    """
+
+    name: str
+    description: str
+    backend: Any
+    detect: Optional[Detect] = None
+    priority: int = 0
+    settings: Optional[str] = None
+
+    def load(self) -> type:
+        return load_object(self.backend)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceManagerSpec(BackendSpec):
+    """A resource manager; ``backend`` implements :class:`ResourceManager`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LauncherSpec(BackendSpec):
+    """A job launcher; ``backend`` implements :class:`Launcher`.
+
+    commands     the launcher words users type after ``scr run`` (``("srun",)``,
+                 ``("flux",)``); ``scr run srun ...`` selects the launcher claiming ``srun``
+    """
+
+    commands: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteExecutorSpec(BackendSpec):
+    """A remote-execution method; ``backend`` implements :class:`RemoteExecutor`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeTestSpec(BackendSpec):
+    """A node health test; ``backend`` implements :class:`NodeTest`.
+
+    ``detect`` and ``priority`` are unused: tests run when named in ``SCR_NODE_TESTS`` (or by
+    default when ``default`` is true, in ascending ``order``).
+    """
+
+    default: bool = False
+    order: int = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingsSectionSpec:
+    """A section of the YAML settings file (``scr config show`` lists them all).
+
+    model        a pydantic ``BaseModel`` subclass (or ``"module:Model"``): field types,
+                 defaults and ``Field(description=...)`` help text
+    """
+
+    name: str
+    description: str
+    model: Any
+
+    def load(self) -> type:
+        return load_object(self.model)
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+@hookspec
+def scr_resource_managers() -> list[ResourceManagerSpec]:
+    """Return the resource managers this plugin provides."""
+
+
+@hookspec
+def scr_launchers() -> list[LauncherSpec]:
+    """Return the job launchers this plugin provides."""
+
+
+@hookspec
+def scr_remote_executors() -> list[RemoteExecutorSpec]:
+    """Return the remote-execution methods this plugin provides."""
+
+
+@hookspec
+def scr_node_tests() -> list[NodeTestSpec]:
+    """Return the node health tests this plugin provides."""
+
+
+@hookspec
+def scr_settings_sections() -> list[SettingsSectionSpec]:
+    """Return the settings sections this plugin declares."""

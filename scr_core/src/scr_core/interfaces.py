@@ -1,0 +1,324 @@
+"""Backend interfaces: what a resource manager, launcher, remote executor and node test do.
+
+A plugin registers these through the hooks in :mod:`scr_core.hookspecs` (read that first).
+Only one resource manager, one launcher and one remote executor are in use at a time; they
+are plain classes with the methods below. Optional methods raise
+:class:`~scr_core.errors.NotSupportedError` unless a backend overrides them.
+
+Conventions shared by every backend:
+
+* Node lists are ``list[str]`` in the resource manager's order; never comma strings.
+* Times are epoch seconds. ``end_time()`` returns 0 when unknown and -1 when unlimited.
+* Subprocesses are started from argv lists, never through a shell.
+* Failures raise :class:`~scr_core.errors.ScrError` subclasses with the cause chained.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import subprocess
+import time
+from typing import Any, Mapping, Sequence
+
+from .errors import NotSupportedError
+
+__all__ = [
+    "BackendContext",
+    "JobRecord",
+    "JobState",
+    "JobStatus",
+    "JobStep",
+    "Launcher",
+    "NodeInfo",
+    "NodeResult",
+    "NodeTest",
+    "RemoteExecutor",
+    "RemoteResult",
+    "ResourceManager",
+    "SubmitRequest",
+]
+
+
+@dataclasses.dataclass
+class BackendContext:
+    """What every backend is constructed with.
+
+    ``environ`` is the environment to read (a copy of ``os.environ`` in production, a dict in
+    tests); ``settings`` is this plugin's validated config section (a pydantic model, or
+    ``None`` when the plugin declares none); ``prefix`` is SCR_PREFIX; ``params`` is the
+    :class:`scr_core.params.Params` view of SCR parameters.
+    """
+
+    environ: Mapping[str, str]
+    settings: Any = None
+    prefix: str = "."
+    params: Any = None
+
+
+def _unsupported(backend: object, what: str) -> NotSupportedError:
+    name = getattr(backend, "name", type(backend).__name__)
+    return NotSupportedError(f"{name}: {what} is not supported by this backend")
+
+
+# --------------------------------------------------------------------------- resource manager
+
+
+@dataclasses.dataclass
+class NodeInfo:
+    """One node of a node inventory (Pavilion-style); fields a RM cannot tell stay ``None``."""
+
+    name: str
+    up: bool
+    allocated: bool | None = None
+    available: bool | None = None
+    state: str = ""
+    cpus: int | None = None
+    memory_mb: int | None = None
+    partitions: list[str] = dataclasses.field(default_factory=list)
+    features: list[str] = dataclasses.field(default_factory=list)
+    reservations: list[str] = dataclasses.field(default_factory=list)
+    reason: str = ""
+
+
+class JobState:
+    """Normalized batch-job states (strings, so records stay JSON-serializable)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    NODE_FAIL = "node_fail"
+    PREEMPTED = "preempted"
+    UNKNOWN = "unknown"
+
+    ALL = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, PREEMPTED, UNKNOWN)
+    FINAL = (COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, PREEMPTED)
+
+
+@dataclasses.dataclass
+class SubmitRequest:
+    """A batch job to submit. ``command`` is the job body (argv run by the script)."""
+
+    command: list[str]
+    job_name: str = "scr-job"
+    nodes: int | None = None
+    tasks: int | None = None
+    time_limit: int | None = None  # seconds
+    partition: str | None = None
+    account: str | None = None
+    output: str | None = None
+    error: str | None = None
+    workdir: str | None = None
+    fault_tolerant: bool = True  # --no-kill and its equivalents
+    header_lines: list[str] = dataclasses.field(default_factory=list)
+    environ: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class JobRecord:
+    """A submitted job; JSON-serializable via :func:`dataclasses.asdict`."""
+
+    job_id: str
+    system: str
+    submit_time: float
+    script: str = ""
+    name: str = ""
+
+
+@dataclasses.dataclass
+class JobStatus:
+    job_id: str
+    state: str  # one of JobState.ALL
+    message: str = ""
+    exit_code: int | None = None
+    raw_state: str = ""
+
+
+class ResourceManager(abc.ABC):
+    """The resource manager of the current allocation (SCR's ``ResourceManager``).
+
+    Required: :meth:`job_id`, :meth:`job_nodes`, :meth:`down_nodes`, :meth:`end_time`.
+    Optional (Pavilion's batch lifecycle): :meth:`node_inventory`, :meth:`submit`,
+    :meth:`status`, :meth:`cancel`.
+    """
+
+    name: str = "unknown"
+
+    def __init__(self, context: BackendContext) -> None:
+        self.context = context
+        self.environ = context.environ
+
+    @abc.abstractmethod
+    def job_id(self) -> str | None:
+        """The allocation's job id, or ``None`` when not inside an allocation."""
+
+    @abc.abstractmethod
+    def job_nodes(self) -> list[str]:
+        """Every node of the allocation, in the resource manager's order."""
+
+    @abc.abstractmethod
+    def down_nodes(self) -> dict[str, str]:
+        """Nodes of the allocation the RM considers unusable, mapped to the RM's reason."""
+
+    @abc.abstractmethod
+    def end_time(self) -> int:
+        """Epoch seconds when the allocation ends; 0 if unknown, -1 if it has no limit."""
+
+    def prerun(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Prepare the allocation before the first run (e.g. force prologs). Default: nothing."""
+
+    # -- optional ---------------------------------------------------------------------------
+    def node_inventory(self, partition: str | None = None) -> list[NodeInfo]:
+        raise _unsupported(self, "node inventory")
+
+    def submit(self, request: SubmitRequest) -> JobRecord:
+        raise _unsupported(self, "batch submission")
+
+    def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Status of many jobs with one query; every requested id is in the result."""
+        raise _unsupported(self, "batch job status")
+
+    def cancel(self, job_id: str) -> None:
+        raise _unsupported(self, "batch job cancel")
+
+
+# --------------------------------------------------------------------------- launcher
+
+
+@dataclasses.dataclass
+class JobStep:
+    """A launched job step. ``process`` is the launcher process we started (srun, jsrun...).
+
+    ``step_id`` is the RM's id for the step when the launcher could capture it (used to kill
+    exactly this step); backends may keep private state in ``data``.
+    """
+
+    argv: list[str]
+    process: subprocess.Popen | None
+    nodes: list[str] | None = None
+    exclude: list[str] = dataclasses.field(default_factory=list)
+    step_id: str | None = None
+    started: float = dataclasses.field(default_factory=time.time)
+    returncode: int | None = None
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Launcher(abc.ABC):
+    """Launches a job step of the application (SCR's ``JobLauncher``).
+
+    The step's stdout/stderr go straight to ours (live, not captured) and stdin is forwarded.
+    """
+
+    name: str = "unknown"
+
+    def __init__(self, context: BackendContext) -> None:
+        self.context = context
+        self.environ = context.environ
+
+    @abc.abstractmethod
+    def build_argv(
+        self, args: Sequence[str], nodes: Sequence[str] | None, exclude: Sequence[str]
+    ) -> list[str]:
+        """The command line that runs ``args`` (the user's launcher arguments and program),
+        on ``nodes`` when given, never on ``exclude``."""
+
+    @abc.abstractmethod
+    def launch(
+        self,
+        args: Sequence[str],
+        nodes: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> JobStep:
+        """Start the step and return at once."""
+
+    @abc.abstractmethod
+    def wait(self, step: JobStep, timeout: float | None = None) -> int | None:
+        """Wait up to ``timeout`` seconds (``None`` = forever). Return the exit code
+        (negative = killed by that signal, as :mod:`subprocess`), or ``None`` if still running."""
+
+    @abc.abstractmethod
+    def kill(self, step: JobStep) -> None:
+        """Stop every task of the step; returns once the launcher process has exited."""
+
+    # -- optional ---------------------------------------------------------------------------
+    def one_node_argv(self, node: str, argv: Sequence[str]) -> list[str]:
+        """argv that runs ``argv`` once on ``node`` (for remote exec without ssh)."""
+        raise _unsupported(self, "one-node launch")
+
+    def kill_step_id(self, step_id: str) -> None:
+        """Kill a step by the RM's id (``scr_kill_jobstep``)."""
+        raise _unsupported(self, "killing a step by id")
+
+
+# --------------------------------------------------------------------------- remote exec
+
+
+@dataclasses.dataclass
+class NodeResult:
+    """What happened on one node. ``rc`` is ``None`` when no exit code came back."""
+
+    rc: int | None
+    stdout: str = ""
+    stderr: str = ""
+    timed_out: bool = False
+    unreachable: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not self.timed_out and not self.unreachable
+
+
+class RemoteResult(dict):
+    """``{node: NodeResult}`` naming *every* requested node, in request order."""
+
+    def failed(self) -> list[str]:
+        return [n for n, r in self.items() if not r.ok]
+
+    def succeeded(self) -> list[str]:
+        return [n for n, r in self.items() if r.ok]
+
+
+class RemoteExecutor(abc.ABC):
+    """Runs one argv on many nodes in parallel (SCR's ``RemoteExec``)."""
+
+    name: str = "unknown"
+
+    def __init__(self, context: BackendContext) -> None:
+        self.context = context
+        self.environ = context.environ
+
+    @abc.abstractmethod
+    def run(
+        self,
+        argv: Sequence[str],
+        nodes: Sequence[str],
+        fanout: int = 64,
+        timeout: float | None = 60.0,
+    ) -> RemoteResult:
+        """Run ``argv`` on each node; the result has an entry for every node, including
+        the ones that timed out or could not be reached."""
+
+
+# --------------------------------------------------------------------------- node tests
+
+
+class NodeTest(abc.ABC):
+    """A health test: given candidate nodes, report the ones that fail, with a reason.
+
+    Tests run in order, each only on the nodes that passed the previous ones. A test that
+    cannot run at all raises; the engine reports it and stops or skips it as configured.
+    """
+
+    name: str = "unknown"
+
+    def __init__(self, context: BackendContext) -> None:
+        self.context = context
+
+    @abc.abstractmethod
+    def run(self, nodes: Sequence[str], job: Any) -> dict[str, str]:
+        """Return ``{node: reason}`` for the nodes that fail. ``job`` is the
+        :class:`scr_core.engine.jobenv.JobEnv` (resource manager, remote executor, params)."""

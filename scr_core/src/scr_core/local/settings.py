@@ -1,0 +1,26 @@
+"""Settings of the ``local`` backend (section ``local`` of the settings file)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel, Field
+
+
+class LocalSettings(BaseModel):
+    nodes: str = Field(
+        "4",
+        description="virtual nodes of an implicit allocation: a count (vnode1..N) or a hostlist",
+        json_schema_extra={"env": "SCR_LOCAL_NODES"},
+    )
+    node_prefix: str = Field("vnode", description="name prefix when 'nodes' is a count")
+    time_limit: Optional[float] = Field(
+        None, description="seconds an implicit allocation lasts (none = no limit)",
+        json_schema_extra={"env": "SCR_LOCAL_TIME_LIMIT"},
+    )
+    base_dir: Optional[str] = Field(
+        None, description="where allocation directories are made (default $TMPDIR/scr-local-UID)"
+    )
+    kill_on_bad_exit: bool = Field(
+        True, description="end the whole step when one task exits non-zero (as an MPI abort)"
+    )

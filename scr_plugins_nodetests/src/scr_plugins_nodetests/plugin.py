@@ -1,0 +1,1 @@
+"""scr plugin registration."""

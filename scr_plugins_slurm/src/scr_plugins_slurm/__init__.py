@@ -1,0 +1,1 @@
+"""Entry-point module of the plugin (filled in by its issue)."""
