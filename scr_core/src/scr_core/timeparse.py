@@ -13,7 +13,7 @@ Accepted by :func:`parse_time` (case-insensitive; result is epoch seconds, local
 ``@1700000000``                  epoch seconds
 ``now``, ``now + 2h``            the current time, optionally plus a duration
 ``+2h`` ``+90m`` ``+30s`` ``+1d`` a duration from now; units may be combined (``+1h30m``)
-``+HH:MM[:SS]``                  likewise; ``+DD:HH:MM:SS`` too
+``+HH:MM[:SS]`` ``+45``          likewise; ``+DD:HH:MM:SS`` too; a bare number is seconds
 ``42:10:36:30``                  ``DD:HH:MM:SS``: in SCR's parsetime a 4-field colon form
                                  is a duration from now (42 days 10 h 36 min 30 s)
 ``3pm`` ``3:00pm`` ``3:00:30 pm`` 12-hour clock (``am`` optional, ``a.m.`` accepted)

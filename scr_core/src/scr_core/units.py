@@ -122,6 +122,5 @@ def parse_duration(text: str | float) -> float:
             return float(int(first) * 60 + int(second))
         return float(int(first) * 3600 + int(second) * 60 + int(third))
     raise UsageError(
-        f"invalid duration {text!r}: expected seconds, a number with s/m/h/d, "
-        "or [D-]HH:MM:SS"
+        f"invalid duration {text!r}: expected seconds, a number with s/m/h/d, or [D-]HH:MM:SS"
     )

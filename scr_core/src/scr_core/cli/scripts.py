@@ -53,3 +53,37 @@ def scr_list_dir() -> None:
 
 def scr_hostlist() -> None:
     sys.exit(run_script("hostlist"))
+
+
+def _launcher_wrapper(prog: str, words: list) -> None:
+    from .main import main
+
+    sys.exit(main(["run", *words, *sys.argv[1:]], prog=prog))
+
+
+def scr_srun() -> None:
+    _launcher_wrapper("scr_srun", ["srun"])
+
+
+def scr_jsrun() -> None:
+    _launcher_wrapper("scr_jsrun", ["jsrun"])
+
+
+def scr_lrun() -> None:
+    _launcher_wrapper("scr_lrun", ["lrun"])
+
+
+def scr_mpirun() -> None:
+    _launcher_wrapper("scr_mpirun", ["mpirun"])
+
+
+def scr_fluxrun() -> None:
+    # SCR's scr_fluxrun accepted 'flux [mini] run|submit' forms; the words are the launcher's
+    args = sys.argv[1:]
+    if args[:1] == ["mini"]:
+        args = args[1:]
+    if args[:1] not in (["run"], ["submit"]):
+        args = ["run", *args]
+    from .main import main
+
+    sys.exit(main(["run", "flux", *args], prog="scr_fluxrun"))

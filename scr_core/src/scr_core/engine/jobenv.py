@@ -123,9 +123,11 @@ class JobEnv:
         return os.path.join(self.prefix, ".scr")
 
     def dir_control(self, base: bool = False) -> list[str]:
-        return self.params.control_dir(user=self.user(), jobid=None if base else self.job_id(),
-                                       base=base)
+        if base:
+            return [self.params.control_base()]
+        return [self.params.control_dir(user=self.user(), jobid=self.require_job_id())]
 
     def dir_cache(self, base: bool = False) -> list[str]:
-        return self.params.cache_dirs(user=self.user(), jobid=None if base else self.job_id(),
-                                      base=base)
+        if base:
+            return list(self.params.cache_bases())
+        return list(self.params.cache_dirs(user=self.user(), jobid=self.require_job_id()))

@@ -207,10 +207,14 @@ class LocalLauncher(Launcher):
         want = opts["nodes"]
         if want is not None:
             if want > len(chosen):
-                raise LaunchError(
-                    f"local launcher: {want} nodes requested but only {len(chosen)} usable "
-                    f"({','.join(chosen) or 'none'})"
-                )
+                if not (exclude or dead) or not self._settings_flag("shrink", True):
+                    raise LaunchError(
+                        f"local launcher: {want} nodes requested but only {len(chosen)} "
+                        f"usable ({','.join(chosen) or 'none'})"
+                    )
+                # a relaunch around failed nodes: run on the survivors, as scr run promises
+                print(f"scr: local: {want} nodes requested, {len(chosen)} usable after "
+                      f"excluding failed nodes; running on {len(chosen)}", flush=True)
             chosen = chosen[:want]
         if not chosen:
             raise LaunchError("local launcher: no usable nodes left in the allocation")

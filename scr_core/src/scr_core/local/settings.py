@@ -24,3 +24,7 @@ class LocalSettings(BaseModel):
     kill_on_bad_exit: bool = Field(
         True, description="end the whole step when one task exits non-zero (as an MPI abort)"
     )
+    shrink: bool = Field(
+        True, description="when nodes were excluded after a failure and fewer than -N remain, "
+                          "run on the remaining ones instead of failing the launch"
+    )

@@ -1,0 +1,36 @@
+"""``scr should-exit`` / ``scr_should_exit``: should the job script stop relaunching?"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..engine.jobenv import JobEnv
+from ..engine.should_exit import should_exit
+from ..hostlist import expand
+
+EXIT_STOP = 0
+EXIT_CONTINUE = 1
+EXIT_ERROR = 2  # argparse usage errors use 2 as well; every other error keeps its own code
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-p", "--prefix", help="SCR prefix directory (default $SCR_PREFIX or .)")
+    parser.add_argument("--down", default="", help="nodes known to be down (hostlist)")
+    parser.add_argument("--min-nodes", type=int, help="nodes needed (overrides SCR_MIN_NODES)")
+    parser.add_argument("--runs", type=int, help="runs left; 0 means stop")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print the reason")
+    parser.epilog = (
+        "Exit codes, as SCR's: 0 = stop (a halt condition holds, no runs left, or too few "
+        "healthy nodes), 1 = keep running. Errors never read as 'keep running': 2 usage, "
+        "3 configuration, 4 plugins, 5 environment (not in an allocation), 6 corrupt control "
+        "file. Time left comes from SCR_END_TIME when scr run exported it, else the RM.")
+
+
+def run(args: argparse.Namespace) -> int:
+    job = JobEnv(prefix=args.prefix)
+    down = expand(args.down) if args.down else []
+    runs_left = args.runs
+    decision = should_exit(job, down=down, min_nodes=args.min_nodes, runs_left=runs_left)
+    if args.verbose:
+        print(("stop: " if decision.stop else "continue: ") + decision.reason)
+    return EXIT_STOP if decision.stop else EXIT_CONTINUE

@@ -1,0 +1,285 @@
+"""The halt file ``<prefix>/.scr/halt.scr``: conditions that stop a job (kvtree.md §5.1).
+
+Locking follows the C tools exactly, so this module can share the file with libscr and
+``scr_halt_cntl``. Readers hold ``flock(LOCK_SH)``. Updates open ``O_RDWR|O_CREAT``, take
+``flock(LOCK_EX)``, read, change fields, then ``lseek(0)`` + write + ``ftruncate``, then
+unlock.
+
+Public API
+----------
+``HaltState(exit_reason=None, checkpoints_left=None, exit_before=None, exit_after=None,
+halt_seconds=None, corrupt=None)``
+    The five fields, None when unset. ``corrupt`` holds the error message when the file
+    existed but could not be parsed. SCR then treats it as empty (§5.7), and so does
+    this module. ``corrupt`` is ignored by ``==``.
+``HaltState.from_tree(tree)`` / ``HaltState.is_empty()``
+    Decode with C's getters, or tell whether no field is set.
+``HaltFile(path)``, ``HaltFile.for_prefix(prefix)``
+    ``.read(timeout=None) -> HaltState``: shared lock. A missing file gives an empty
+    state. A file that exists but cannot be opened raises ``ControlFileError``, and
+    ``scr_retries_halt`` treats that case as "halt".
+    ``.update(timeout=None)``: context manager yielding a mutable ``HaltState``. Fields
+    changed in the block are written back. Nothing is written if the block raises.
+    ``.remove() -> bool``, ``.exists() -> bool``.
+    *timeout* (seconds) bounds the wait for the lock: ``ControlFileError`` when it runs
+    out. None waits forever, as the C tools do.
+``halt_reason(state, now, seconds_left=None, default_halt_seconds=0,
+finalize_blocks=False) -> str | None``
+    Why the job must halt, or None.
+``format_listing(state, path) -> str``
+    The text ``scr_halt_cntl`` prints after an update or with ``-l``.
+"""
+
+from __future__ import annotations
+
+import copy
+import errno
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scr_core import kvtree
+from scr_core.control.paths import PathLike, halt_path
+from scr_core.errors import ControlFileError
+from scr_core.kvtree import KVTree
+
+__all__ = ["FINALIZE_REASON", "HaltFile", "HaltState", "format_listing", "halt_reason"]
+
+KEY_EXIT_REASON = "ExitReason"
+KEY_CHECKPOINTS = "CheckpointsLeft"
+KEY_EXIT_BEFORE = "ExitBefore"
+KEY_EXIT_AFTER = "ExitAfter"
+KEY_SECONDS = "HaltSeconds"
+
+# Written by SCR_Finalize. libscr ignores it on restart; scr_retries_halt does not.
+FINALIZE_REASON = "SCR_FINALIZE_CALLED"
+
+
+@dataclass
+class HaltState:
+    exit_reason: str | None = None
+    checkpoints_left: int | None = None
+    exit_before: int | None = None  # epoch seconds
+    exit_after: int | None = None  # epoch seconds
+    halt_seconds: int | None = None
+    corrupt: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_tree(cls, tree: KVTree) -> HaltState:
+        # ExitReason via util_get_str (exactly one value); numbers via util_get_int (atoi).
+        return cls(
+            exit_reason=tree.value(KEY_EXIT_REASON),
+            checkpoints_left=tree.get_int(KEY_CHECKPOINTS),
+            exit_before=tree.get_int(KEY_EXIT_BEFORE),
+            exit_after=tree.get_int(KEY_EXIT_AFTER),
+            halt_seconds=tree.get_int(KEY_SECONDS),
+        )
+
+    def is_empty(self) -> bool:
+        return (
+            self.exit_reason is None
+            and self.checkpoints_left is None
+            and self.exit_before is None
+            and self.exit_after is None
+            and self.halt_seconds is None
+        )
+
+
+def _apply(tree: KVTree, old: HaltState, new: HaltState) -> None:
+    """Write the fields that changed, unset then set, in scr_halt_cntl's order.
+
+    The order is reason, checkpoints, before, after, seconds. Each field is inserted at the
+    front, so setting all five from scratch gives exactly the bytes of scr_halt_cntl
+    (golden ``d_halt_all_fields``).
+    """
+    if new.exit_reason != old.exit_reason:
+        tree.unset(KEY_EXIT_REASON)
+        if new.exit_reason is not None:
+            tree.add_value(KEY_EXIT_REASON, new.exit_reason)
+    for key, attr in (
+        (KEY_CHECKPOINTS, "checkpoints_left"),
+        (KEY_EXIT_BEFORE, "exit_before"),
+        (KEY_EXIT_AFTER, "exit_after"),
+        (KEY_SECONDS, "halt_seconds"),
+    ):
+        value = getattr(new, attr)
+        if value != getattr(old, attr):
+            tree.unset(key)
+            if value is not None:
+                # scr_halt_cntl writes "%lu"; a negative number has no meaning here
+                if value < 0:
+                    raise ValueError(f"{key} cannot be negative: {value}")
+                tree.set_unsigned(key, value)
+
+
+def _lock(fd: int, operation: int, path: Path, timeout: float | None) -> None:
+    if timeout is None:
+        fcntl.flock(fd, operation)
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+        if time.monotonic() >= deadline:
+            raise ControlFileError(f"{path}: timed out after {timeout:g}s waiting for its lock")
+        time.sleep(0.02)
+
+
+class HaltFile:
+    """Locked access to one halt file; see the module docstring."""
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def for_prefix(cls, prefix: PathLike) -> HaltFile:
+        return cls(halt_path(prefix))
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def _read_locked(self, fd: int) -> tuple[KVTree, str | None]:
+        try:
+            return kvtree.read_fd(fd, str(self.path)), None
+        except ControlFileError as exc:
+            # SCR ignores the read's result, so a corrupt file acts as an empty one (§5.7)
+            return KVTree(), str(exc)
+
+    def read(self, timeout: float | None = None) -> HaltState:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return HaltState()
+        except OSError as exc:
+            raise ControlFileError(
+                f"{self.path}: cannot open halt file: {exc.strerror or exc}"
+            ) from exc
+        try:
+            _lock(fd, fcntl.LOCK_SH, self.path, timeout)
+            try:
+                tree, corrupt = self._read_locked(fd)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+        state = HaltState.from_tree(tree)
+        state.corrupt = corrupt
+        return state
+
+    @contextmanager
+    def update(self, timeout: float | None = None) -> Iterator[HaltState]:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            raise ControlFileError(
+                f"{self.path}: cannot open halt file for update: {exc.strerror or exc}"
+            ) from exc
+        try:
+            _lock(fd, fcntl.LOCK_EX, self.path, timeout)
+            try:
+                tree, corrupt = self._read_locked(fd)
+                old = HaltState.from_tree(tree)
+                old.corrupt = corrupt
+                state = copy.copy(old)
+                yield state
+                _apply(tree, old, state)
+                try:
+                    kvtree.write_fd_in_place(fd, tree)
+                except OSError as exc:
+                    raise ControlFileError(
+                        f"{self.path}: cannot write halt file: {exc.strerror or exc}"
+                    ) from exc
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def remove(self) -> bool:
+        """Delete the file (``scr_halt --remove``: no lock, like SCR). True if it existed."""
+        try:
+            self.path.unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+
+def halt_reason(
+    state: HaltState,
+    now: float,
+    seconds_left: float | None = None,
+    default_halt_seconds: int = 0,
+    finalize_blocks: bool = False,
+) -> str | None:
+    """Why the job must halt now, or None to continue.
+
+    The conditions are those of libscr and ``scr_retries_halt`` (§5.1):
+
+    - ExitReason is set and not empty. ``SCR_FINALIZE_CALLED`` counts only with
+      ``finalize_blocks=True`` (``scr_retries_halt`` behaviour). By default it does not,
+      so a finished run does not block a new allocation.
+    - CheckpointsLeft == 0.
+    - now >= ExitBefore - HaltSeconds.
+    - now >= ExitAfter.
+    - HaltSeconds > 0 and *seconds_left* (time left in the allocation; None or negative
+      means unknown or unlimited) <= HaltSeconds.
+
+    HaltSeconds comes from the file, else from *default_halt_seconds* (``SCR_HALT_SECONDS``).
+    """
+    reason = state.exit_reason
+    if reason and (finalize_blocks or reason != FINALIZE_REASON):
+        return f"ExitReason: {reason}"
+    if state.checkpoints_left is not None and state.checkpoints_left == 0:
+        return "no checkpoints left (CheckpointsLeft is 0)"
+    halt_seconds = state.halt_seconds if state.halt_seconds is not None else default_halt_seconds
+    if state.exit_before is not None and now >= state.exit_before - halt_seconds:
+        return (
+            f"current time {int(now)} is past ExitBefore {state.exit_before} "
+            f"minus HaltSeconds {halt_seconds}"
+        )
+    if state.exit_after is not None and now >= state.exit_after:
+        return f"current time {int(now)} is past ExitAfter {state.exit_after}"
+    if halt_seconds > 0 and seconds_left is not None and 0 <= seconds_left <= halt_seconds:
+        return (
+            f"{int(seconds_left)} seconds left in the allocation, "
+            f"HaltSeconds is {halt_seconds} (TIME_LIMIT)"
+        )
+    return None
+
+
+def _asctime(secs: int) -> str:
+    return time.asctime(time.localtime(secs))
+
+
+def format_listing(state: HaltState, path: PathLike) -> str:
+    """``scr_halt_cntl``'s listing: ``Halt file settings for F:`` and one line per field.
+
+    Times are printed with ``asctime(localtime())``. When both ExitBefore and HaltSeconds
+    are set, an extra ``ExitBefore - HaltSeconds`` line follows. ``  None`` means no
+    field is set.
+    """
+    lines = [f"Halt file settings for {os.fspath(path)}:"]
+    if state.exit_reason is not None:
+        lines.append(f"  ExitReason:      {state.exit_reason}")
+    if state.checkpoints_left is not None:
+        lines.append(f"  CheckpointsLeft: {state.checkpoints_left}")
+    if state.exit_after is not None:
+        lines.append(f"  ExitAfter:       {_asctime(state.exit_after)}")
+    if state.exit_before is not None:
+        lines.append(f"  ExitBefore:      {_asctime(state.exit_before)}")
+    if state.halt_seconds is not None:
+        lines.append(f"  HaltSeconds:     {state.halt_seconds}")
+    if state.halt_seconds is not None and state.exit_before is not None:
+        lines.append(
+            f"  ExitBefore - HaltSeconds: {_asctime(state.exit_before - state.halt_seconds)}"
+        )
+    if len(lines) == 1:
+        lines.append("  None")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,84 @@
+"""Where SCR keeps its control files. Layout from SCR ``develop`` (see kvtree.md §5).
+
+Public API (each returns a :class:`pathlib.Path`):
+
+- ``scr_dir(prefix)``: ``<prefix>/.scr``
+- ``halt_path(prefix)``: ``<prefix>/.scr/halt.scr``
+- ``flush_path(prefix)``: ``<prefix>/.scr/flush.scr``
+- ``nodes_path(prefix)``: ``<prefix>/.scr/nodes.scr``
+- ``index_path(prefix)``: ``<prefix>/.scr/index.scr``
+- ``log_path(prefix)``: ``<prefix>/.scr/log``
+- ``dataset_dir(prefix, dataset_id)``: ``<prefix>/.scr/scr.dataset.<id>``
+- ``summary_path(prefix, dataset_id)``: ``<dataset dir>/summary.scr``
+- ``rank2file_path(prefix, dataset_id)``: ``<dataset dir>/rank2file`` (parts add ``.0.<writer>``)
+- ``filemap_path(cache_dataset_dir, rank)``: ``<cache dataset dir>/.scr/filemap_<rank>``
+- ``cindex_path(cntl_dir)``: ``<control dir>/cindex.scrinfo``
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
+
+__all__ = [
+    "cindex_path",
+    "dataset_dir",
+    "filemap_path",
+    "flush_path",
+    "halt_path",
+    "index_path",
+    "log_path",
+    "nodes_path",
+    "rank2file_path",
+    "scr_dir",
+    "summary_path",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+SCR_DIR_NAME = ".scr"
+
+
+def scr_dir(prefix: PathLike) -> Path:
+    return Path(prefix) / SCR_DIR_NAME
+
+
+def halt_path(prefix: PathLike) -> Path:
+    return scr_dir(prefix) / "halt.scr"
+
+
+def flush_path(prefix: PathLike) -> Path:
+    return scr_dir(prefix) / "flush.scr"
+
+
+def nodes_path(prefix: PathLike) -> Path:
+    return scr_dir(prefix) / "nodes.scr"
+
+
+def index_path(prefix: PathLike) -> Path:
+    return scr_dir(prefix) / "index.scr"
+
+
+def log_path(prefix: PathLike) -> Path:
+    return scr_dir(prefix) / "log"
+
+
+def dataset_dir(prefix: PathLike, dataset_id: int) -> Path:
+    return scr_dir(prefix) / f"scr.dataset.{int(dataset_id)}"
+
+
+def summary_path(prefix: PathLike, dataset_id: int) -> Path:
+    return dataset_dir(prefix, dataset_id) / "summary.scr"
+
+
+def rank2file_path(prefix: PathLike, dataset_id: int) -> Path:
+    return dataset_dir(prefix, dataset_id) / "rank2file"
+
+
+def filemap_path(cache_dataset_dir: PathLike, rank: int) -> Path:
+    return Path(cache_dataset_dir) / SCR_DIR_NAME / f"filemap_{int(rank)}"
+
+
+def cindex_path(cntl_dir: PathLike) -> Path:
+    return Path(cntl_dir) / "cindex.scrinfo"

@@ -1,0 +1,304 @@
+"""The resilient run loop behind ``scr run`` / ``scr_run`` (SCR's ``run.py``, corrected).
+
+prerun -> [down nodes -> should-exit -> launch excluding down nodes -> wait (watchdog,
+immediate halt, signals) -> log -> should-exit -> settle] x runs -> postrun.
+
+Differences from SCR, on purpose: ``SCR_RUNS=-1`` really is unlimited; the settle delay is a
+parameter (``SCR_RUN_SETTLE_SECONDS``) instead of a hard-coded 60 s; the run command is
+tokenised like a shell would (without a shell); the restart command gets ``SCR_CKPT_NAME``
+replaced by the current checkpoint; the exit code says what happened (:class:`Outcome`);
+output streams live; SIGTERM/SIGINT stop the step and still run postrun.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import signal
+import sys
+import time
+from typing import Any, Callable
+
+from ..errors import ConfigError, ScrError, UsageError
+from .down_nodes import list_down_nodes
+from .should_exit import end_time_of, seconds_left, should_exit
+
+IMMEDIATE_MARKER = "halt.immediate"
+POLL_SECONDS = 0.5
+
+
+class Outcome:
+    """Exit codes of ``scr run`` (besides the common ones of :mod:`scr_core.errors`)."""
+
+    SUCCESS = 0          # the last run exited 0 and no halt condition was active
+    FAILED = 1           # the application failed and no runs are left
+    HALTED = 10          # a halt condition stopped the job (scr_halt, checkpoints, times)
+    NOT_ENOUGH_NODES = 11  # too few healthy nodes to relaunch
+    POSTRUN_FAILED = 12  # the runs succeeded but postrun could not save a needed dataset
+    # 128+N: stopped by signal N (SIGINT 130, SIGTERM 143) after postrun
+
+
+@dataclasses.dataclass
+class RunRequest:
+    launcher: str                 # launcher word: srun, jsrun, lrun, flux, mpirun, local
+    launcher_args: list           # everything after the launcher word, minus -rc/-rs
+    run_cmd: str | None = None
+    restart_cmd: str | None = None
+    verbose: bool = False
+
+
+def parse_run_args(launcher: str, args: list) -> RunRequest:
+    """Split SCR's ``-rc|--run-cmd[=]CMD`` and ``-rs|--restart-cmd[=]CMD`` from the rest."""
+    rest: list = []
+    run_cmd = restart_cmd = None
+    i = 0
+    while i < len(args):
+        a = args[i]
+        for short, long_, which in (("-rc", "--run-cmd", "run"), ("-rs", "--restart-cmd",
+                                                                   "restart")):
+            if a in (short, long_) or a.startswith(short + "=") or a.startswith(long_ + "="):
+                if "=" in a:
+                    value = a.split("=", 1)[1]
+                else:
+                    if i + 1 >= len(args):
+                        raise UsageError(f"{a} needs a command")
+                    i += 1
+                    value = args[i]
+                if which == "run":
+                    run_cmd = value
+                else:
+                    restart_cmd = value
+                break
+        else:
+            rest.append(a)
+        i += 1
+    if restart_cmd and not run_cmd:
+        raise UsageError("--restart-cmd needs --run-cmd too (the command for a fresh start)")
+    return RunRequest(launcher, rest, run_cmd, restart_cmd)
+
+
+def _tokens(text: str, what: str) -> list:
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(f"cannot split the {what} '{text}': {exc}") from exc
+
+
+def current_checkpoint(job: Any) -> str | None:
+    """Name of the checkpoint to restart from: SCR's scr_have_restart when installed, else
+    the index's CURRENT."""
+    import shutil
+    import subprocess
+
+    tool = shutil.which("scr_have_restart", path=job.environ.get("PATH"))
+    if tool:
+        try:
+            out = subprocess.run([tool], capture_output=True, text=True, timeout=60,
+                                 env=job.environ, cwd=job.prefix)
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip().split()[0]
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    from ..control.index import IndexFile
+
+    try:
+        return IndexFile(job.prefix).current()
+    except (ScrError, OSError):
+        return None
+
+
+class Runner:
+    """One ``scr run``: holds the state between runs."""
+
+    def __init__(self, job: Any, request: RunRequest, log: Any = None,
+                 out: Callable[[str], None] | None = None) -> None:
+        self.job = job
+        self.req = request
+        self.log = log
+        self.out = out or (lambda m: print(f"scr run: {m}", file=sys.stderr, flush=True))
+        self.signal_received: int | None = None
+        self.step = None
+        self.launcher = None
+
+    # -- parameters ---------------------------------------------------------------------------
+    def runs_allowed(self) -> int | None:
+        """None = unlimited."""
+        params = self.job.params
+        value = params.get("SCR_RUNS")
+        if value not in (None, ""):
+            try:
+                runs = int(value)
+            except ValueError as exc:
+                raise ConfigError(f"SCR_RUNS must be a number, not '{value}' "
+                                  f"({params.source('SCR_RUNS')})") from exc
+            if runs < 0:
+                return None
+            return max(runs, 1)
+        retries = params.get_int("SCR_RETRIES", 0)
+        return max(retries + 1, 1)
+
+    def settle_seconds(self) -> float:
+        value = self.job.params.get("SCR_RUN_SETTLE_SECONDS")
+        try:
+            return max(0.0, float(value)) if value not in (None, "") else 5.0
+        except ValueError as exc:
+            raise ConfigError(f"SCR_RUN_SETTLE_SECONDS must be a number, not '{value}'") \
+                from exc
+
+    # -- the step -----------------------------------------------------------------------------
+    def step_args(self) -> list:
+        args = list(self.req.launcher_args)
+        if self.req.run_cmd:
+            cmd = self.req.run_cmd
+            if self.req.restart_cmd:
+                name = current_checkpoint(self.job)
+                if name:
+                    cmd = self.req.restart_cmd.replace("SCR_CKPT_NAME", name)
+                    self.out(f"restarting from checkpoint {name}")
+            args += _tokens(cmd, "run command")
+        return args
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while self.signal_received is None and time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def _handle_signal(self, signum: int, _frame: Any) -> None:
+        if self.signal_received is None:
+            self.signal_received = signum
+            self.out(f"received signal {signum}; stopping the job step")
+
+    def wait_step(self, step: Any, since: float) -> tuple:
+        """Wait for the step; return (exit code, why it was killed or '')."""
+        from .watchdog import Watchdog
+
+        watchdog = Watchdog.from_params(self.job)
+        marker = os.path.join(self.job.dir_scr(), IMMEDIATE_MARKER)
+        while True:
+            rc = self.launcher.wait(step, timeout=POLL_SECONDS)
+            if rc is not None:
+                return rc, ""
+            why = ""
+            if self.signal_received is not None:
+                why = f"signal {self.signal_received}"
+            else:
+                try:
+                    if os.stat(marker).st_mtime >= since - 1:
+                        why = "scr_halt --immediate"
+                except FileNotFoundError:
+                    pass
+                if not why and watchdog is not None:
+                    why = watchdog.check()
+            if why:
+                self.out(f"killing the job step ({why})")
+                self.launcher.kill(step)
+                rc = self.launcher.wait(step, timeout=60)
+                return (rc if rc is not None else 137), why
+
+    def event(self, kind: str, **kw: Any) -> None:
+        if self.log is not None:
+            try:
+                self.log.event(kind, **kw)
+            except OSError as exc:
+                self.out(f"cannot write the SCR log: {exc}")
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self) -> int:
+        job = self.job
+        self.launcher = job.launcher(self.req.launcher)
+        nodes = job.node_list()
+        if not nodes:
+            raise ScrError("failed to identify the nodes of the job allocation")
+        from .prerun import prerun
+
+        prerun(job, out=self.out if self.req.verbose else None)
+        end_time = job.resource_manager.end_time()
+        job.environ["SCR_END_TIME"] = str(end_time)
+        runs = self.runs_allowed()
+        settle = self.settle_seconds()
+        keep_down: dict = {}
+        attempt = 0
+        last_rc: int | None = None
+        outcome: int | None = None
+        old_handlers = {s: signal.signal(s, self._handle_signal)
+                        for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            while True:
+                down = list_down_nodes(job, nodes, down=list(keep_down))
+                for n, reason in down.items():
+                    if n not in keep_down:
+                        self.out(f"node {n} is down: {reason}")
+                        self.event("NODE_FAIL", note=f"{n}: {reason}", secs=0)
+                # once down, always down: a revived node may have lost its cache
+                keep_down.update(down)
+                runs_left = None if runs is None else runs - attempt
+                decision = should_exit(job, nodes, list(keep_down), runs_left=runs_left)
+                if decision.stop:
+                    self.out(f"stopping: {decision.reason}")
+                    if decision.kind == "halt":
+                        self.event("HALT", note=decision.reason)
+                    outcome = self._outcome_for(decision, last_rc)
+                    break
+                if self.signal_received is not None:
+                    break
+                attempt += 1
+                args = self.step_args()
+                env = dict(job.environ, SCR_RUN_ID=f"{job.job_id()}.{attempt}",
+                           SCR_END_TIME=str(end_time))
+                self.out(f"run {attempt}" + ("" if runs is None else f" of {runs}") +
+                         f" on {len(nodes) - len(keep_down)} node(s)" +
+                         (f", excluding {','.join(keep_down)}" if keep_down else ""))
+                self.event("RUN_START", note=f"run={attempt}")
+                since = time.time()
+                step = self.launcher.launch(args, exclude=list(keep_down), env=env)
+                self.step = step
+                rc, why = self.wait_step(step, since)
+                self.step = None
+                last_rc = rc
+                secs = time.time() - since
+                self.event("RUN_END", note=f"run={attempt} rc={rc}" +
+                           (f" killed: {why}" if why else ""), secs=secs)
+                self.out(f"run {attempt} ended with exit code {rc} after {secs:.1f} s")
+                if self.signal_received is not None:
+                    break
+                if rc == 0:
+                    reason = None
+                    try:
+                        from .should_exit import halt_check
+
+                        reason = halt_check(job, end_time=end_time)
+                    except ScrError:
+                        pass
+                    outcome = Outcome.HALTED if reason else Outcome.SUCCESS
+                    if reason:
+                        self.out(f"the application exited after a halt condition: {reason}")
+                    break
+                # the next decision (halt before runs before nodes) is made at the loop top
+                if settle and (runs is None or attempt < runs):
+                    self.out(f"waiting {settle:g} s before deciding on a relaunch")
+                    self._sleep(settle)
+        finally:
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+        from .postrun import postrun
+
+        post_ok = postrun(job, out=self.out, log=self.log)
+        if self.signal_received is not None:
+            return 128 + self.signal_received
+        if outcome is None:
+            outcome = Outcome.FAILED
+        if outcome == Outcome.SUCCESS and not post_ok:
+            return Outcome.POSTRUN_FAILED
+        return outcome
+
+    @staticmethod
+    def _outcome_for(decision: Any, last_rc: int | None) -> int:
+        if decision.kind == "halt":
+            return Outcome.HALTED
+        if decision.kind == "nodes":
+            return Outcome.NOT_ENOUGH_NODES
+        return Outcome.SUCCESS if last_rc == 0 else Outcome.FAILED
+
+
+__all__ = ["Outcome", "RunRequest", "Runner", "end_time_of", "parse_run_args", "seconds_left"]

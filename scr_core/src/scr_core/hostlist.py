@@ -1,0 +1,503 @@
+"""Node lists: expand, fold and combine Slurm/ClusterShell-style hostlists.
+
+Supported syntax (what Slurm prints in ``SLURM_NODELIST`` and accepts in
+``--nodelist``/``--exclude``)::
+
+    n1,n2,n5                 comma-separated names (whitespace also separates)
+    n[1-3,7]                 bracket ranges: n1 n2 n3 n7
+    n[001-010]               zero padding: the width is the length of the low bound
+    rhea[2-4].llnl.gov       text after the brackets (a suffix)
+    rack[1-2]n[01-03]        several bracket groups; the leftmost varies slowest,
+                             like Slurm: rack1n01 rack1n02 rack1n03 rack2n01 ...
+    [1-3]                    names may be all digits
+
+Not supported, and reported as :class:`~scr_core.errors.UsageError`: steps
+(``n[1-9/2]``), nested or unbalanced brackets, decreasing ranges
+(``n[3-1]``), empty items (``a,,b``), and ClusterShell ``@group`` names and
+operators: node lists are never resolved through groups.
+
+Node names may contain only ``A-Z a-z 0-9 . _ -`` and must not start with
+``-``, so that any name is safe as one argv word and inside a hostlist.
+
+:func:`expand` keeps the order written and keeps duplicates (unlike
+ClusterShell's ``NodeSet``, which sorts and merges); :func:`unique` drops
+repeats keeping first occurrences. Set operations work on plain Python lists
+and sets, keep the order of their first argument, and run in O(n): ClusterShell
+set algebra on 2-D names is pathologically slow (see ``design.md``).
+
+:func:`fold` compresses names into a hostlist string. It is implemented here,
+not with ``NodeSet``: folding 100k 2-D names with ``NodeSet`` takes >10 s.
+Its output is sorted (natural order), merges duplicates, keeps zero padding,
+and by default folds one digit run per name (``rack1n[01-03],rack2n[01-03]``),
+the form every consumer of hostlists (Slurm, pdsh, Flux) accepts.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterable, Sequence
+
+from scr_core.errors import UsageError
+
+__all__ = [
+    "MAX_NAMES",
+    "compress",
+    "count",
+    "difference",
+    "expand",
+    "fold",
+    "intersection",
+    "join",
+    "nth",
+    "union",
+    "unique",
+    "validate_node_name",
+]
+
+#: Largest number of names one hostlist may expand to; guards against a typo
+#: such as ``n[1-1000000000]`` eating all memory.
+MAX_NAMES = 10_000_000
+
+_NAME_RE = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]*")
+# Characters allowed anywhere in a hostlist (names, separators, brackets).
+_BAD_CHAR_RE = re.compile(r"[^A-Za-z0-9._\-,\[\]]")
+_BAD_NAME_CHAR_RE = re.compile(r"[^A-Za-z0-9._\-\n]")
+_WS_RE = re.compile(r"\s")
+_SEP_RE = re.compile(r"\s*,\s*|\s+")
+_GROUP_RE = re.compile(r"\[([^\[\]]*)\]")
+_RANGE_RE = re.compile(r"(\d+)(?:-(\d+))?")
+
+_DIGITS = string.digits
+_NONDIGITS = string.ascii_letters + "._-"
+
+
+def _show(text: str, limit: int = 120) -> str:
+    """Quote ``text`` for an error message, shortened if huge."""
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return repr(text)
+
+
+def _bad(text: str, why: str) -> UsageError:
+    return UsageError(f"invalid hostlist {_show(text)}: {why}")
+
+
+def validate_node_name(name: str) -> str:
+    """Return ``name`` if it is a safe node name, else raise UsageError.
+
+    Safe means only ``A-Z a-z 0-9 . _ -`` and no leading ``-`` (which a
+    command would take for an option).
+    """
+    if not isinstance(name, str) or _NAME_RE.fullmatch(name) is None:
+        if isinstance(name, str) and name.startswith("-"):
+            raise UsageError(f"invalid node name {_show(name)}: must not start with '-'")
+        raise UsageError(
+            f"invalid node name {_show(str(name))}: only letters, digits, '.', '_' "
+            "and '-' are allowed"
+        )
+    return name
+
+
+def _validate_names(names: Sequence[str], joined: str) -> None:
+    """Validate many names at once: one regex over ``"\\n".join(names)``, not one per name."""
+    if not names:
+        return
+    bad = _BAD_NAME_CHAR_RE.search(joined) if joined else None
+    if bad is not None or "" in names or joined.startswith("-") or "\n-" in joined:
+        for name in names:  # slow path only to name the culprit
+            validate_node_name(name)
+
+
+# --------------------------------------------------------------------------- parsing
+
+# A parsed item is either a plain name (str) or a list of segments
+# [literal, group, literal, group, ..., literal]; a group is a list of
+# (low, high, width) ranges, width being the length of the low bound.
+
+
+def _parse_group(text: str, body: str) -> list[tuple[int, int, int]]:
+    # `text` is the hostlist as the user wrote it, for error messages.
+    if body == "":
+        raise _bad(text, "empty brackets '[]'")
+    ranges = []
+    for part in body.split(","):
+        m = _RANGE_RE.fullmatch(part)
+        if m is None:
+            raise _bad(text, f"bad range {part!r} in '[{body}]' (expected N or N-M)")
+        lo_s, hi_s = m.groups()
+        lo = int(lo_s)
+        hi = lo if hi_s is None else int(hi_s)
+        if hi < lo:
+            raise _bad(text, f"range {part!r} is decreasing")
+        ranges.append((lo, hi, len(lo_s)))
+    return ranges
+
+
+def _normalise(text: str) -> str:
+    if not isinstance(text, str):
+        raise UsageError(f"invalid hostlist {text!r}: expected a string")
+    if _WS_RE.search(text):
+        # Whitespace separates names, as in Slurm (`$(cat hostfile)` works).
+        text = _SEP_RE.sub(",", text.strip())
+    return text
+
+
+def _parse(text: str, orig: str) -> list:
+    """Parse a normalised hostlist into items; raise UsageError naming ``orig`` if malformed.
+
+    Without brackets in ``text`` the items are all plain names.
+    """
+    bad = _BAD_CHAR_RE.search(text)
+    if bad is not None:
+        char = bad.group()
+        if char == "@":
+            raise _bad(orig, "'@group' names are not supported (no group resolution)")
+        if char == "/" and "[" in text:
+            raise _bad(orig, "range steps ('/') are not supported")
+        raise _bad(orig, f"character {char!r} is not allowed in node names")
+    if "[" not in text and "]" not in text:
+        items: list = text.split(",")
+        if "" in items:
+            raise _bad(orig, "empty item (stray comma)")
+        if text.startswith("-") or ",-" in text:
+            name = next(i for i in items if i.startswith("-"))
+            raise _bad(orig, f"node name {name!r} must not start with '-'")
+        return items
+    parts = _GROUP_RE.split(text)
+    items = []
+    cur: list | None = None
+    for idx, part in enumerate(parts):
+        if idx % 2:  # the body of a bracket group
+            assert cur is not None
+            cur.append(_parse_group(orig, part))
+            continue
+        if "[" in part or "]" in part:
+            raise _bad(orig, "unbalanced or nested brackets")
+        pieces = part.split(",")
+        if cur is None:
+            cur = [pieces[0]]
+        else:
+            cur.append(pieces[0])
+        for piece in pieces[1:]:
+            items.append(cur)
+            cur = [piece]
+    assert cur is not None
+    items.append(cur)
+    out: list = []
+    for segs in items:
+        if len(segs) == 1:
+            if segs[0] == "":
+                raise _bad(orig, "empty item (stray comma)")
+            segs = segs[0]
+            if segs.startswith("-"):
+                raise _bad(orig, f"node name {segs!r} must not start with '-'")
+        elif segs[0].startswith("-"):
+            raise _bad(orig, f"node names ({segs[0]!r}...) must not start with '-'")
+        out.append(segs)
+    return out
+
+
+def _item_size(item: str | list) -> int:
+    if isinstance(item, str):
+        return 1
+    size = 1
+    for group in item[1::2]:
+        size *= sum(hi - lo + 1 for lo, hi, _w in group)
+    return size
+
+
+def _checked_size(orig: str, items: list) -> int:
+    total = 0
+    for item in items:
+        total += _item_size(item)
+        if total > MAX_NAMES:
+            raise _bad(orig, f"expands to more than {MAX_NAMES:,} names")
+    return total
+
+
+def _expand_item(segs: list) -> list[str]:
+    # Names are validated, so they hold no '%' and can serve as % templates;
+    # mapping a template over range() is the fastest pure-Python generator.
+    acc = [segs[0]]
+    for gi in range(1, len(segs), 2):
+        group, lit = segs[gi], segs[gi + 1]
+        new: list[str] = []
+        for head in acc:
+            for lo, hi, width in group:
+                tmpl = f"{head}%0{width}d{lit}"
+                if lo == hi:
+                    new.append(tmpl % lo)
+                else:
+                    new.extend(map(tmpl.__mod__, range(lo, hi + 1)))
+        acc = new
+    return acc
+
+
+def expand(text: str) -> list[str]:
+    """Return the names of hostlist ``text`` in the order written, duplicates kept.
+
+    ``expand("n[1-3],m[08-09]")`` -> ``['n1', 'n2', 'n3', 'm08', 'm09']``.
+    An empty or all-whitespace string is the empty list. Malformed input
+    raises :class:`UsageError` naming the text.
+    """
+    norm = _normalise(text)
+    if norm == "":
+        return []
+    items = _parse(norm, text)
+    if "[" not in norm:  # _parse returned plain names
+        return items
+    _checked_size(text, items)
+    names: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            names.append(item)
+        else:
+            names.extend(_expand_item(item))
+    return names
+
+
+def count(hosts: str | Iterable[str]) -> int:
+    """Return how many names ``hosts`` holds (duplicates counted), without expanding a string."""
+    if isinstance(hosts, str):
+        norm = _normalise(hosts)
+        if norm == "":
+            return 0
+        return _checked_size(hosts, _parse(norm, hosts))
+    if isinstance(hosts, Sequence):
+        return len(hosts)
+    return sum(1 for _ in hosts)
+
+
+# --------------------------------------------------------------------------- list ops
+
+
+def _as_list(hosts: str | Iterable[str]) -> list[str]:
+    if isinstance(hosts, str):
+        return expand(hosts)
+    return list(hosts)
+
+
+def unique(hosts: str | Iterable[str]) -> list[str]:
+    """Return the names without repeats, keeping each first occurrence in place."""
+    return list(dict.fromkeys(_as_list(hosts)))
+
+
+def difference(a: str | Iterable[str], b: str | Iterable[str]) -> list[str]:
+    """Names of ``a`` not in ``b``, in ``a``'s order (``a``'s duplicates kept)."""
+    drop = set(_as_list(b))
+    return [h for h in _as_list(a) if h not in drop]
+
+
+def intersection(a: str | Iterable[str], b: str | Iterable[str]) -> list[str]:
+    """Names of ``a`` also in ``b``, in ``a``'s order (``a``'s duplicates kept)."""
+    keep = set(_as_list(b))
+    return [h for h in _as_list(a) if h in keep]
+
+
+def union(a: str | Iterable[str], b: str | Iterable[str]) -> list[str]:
+    """``a`` as it is, then the names of ``b`` not in ``a``, each once, in ``b``'s order."""
+    first = _as_list(a)
+    seen = set(first)
+    extra = [h for h in dict.fromkeys(_as_list(b)) if h not in seen]
+    return first + extra
+
+
+def nth(hosts: str | Sequence[str], index: int) -> str:
+    """Return the ``index``-th name, 1-based; negative counts from the end (-1 is the last)."""
+    names = _as_list(hosts) if isinstance(hosts, str) else hosts
+    n = len(names)
+    if index == 0 or index > n or index < -n:
+        raise UsageError(
+            f"host index {index} is out of range for a list of {n} names "
+            "(1-based; negative counts from the end)"
+        )
+    return names[index - 1 if index > 0 else index]
+
+
+def join(names: Iterable[str], sep: str = ",") -> str:
+    """Return the names joined by ``sep`` (no folding)."""
+    return sep.join(names)
+
+
+# --------------------------------------------------------------------------- folding
+
+
+def _runs(values: list[int]) -> list[tuple[int, int]]:
+    """Split sorted distinct ints into maximal (low, high) runs of consecutive values."""
+    if values[-1] - values[0] == len(values) - 1:  # the common case: one block
+        return [(values[0], values[-1])]
+    starts = [0, *(i for i in range(1, len(values)) if values[i] != values[i - 1] + 1)]
+    ends = [*(i - 1 for i in starts[1:]), len(values) - 1]
+    return [(values[s], values[e]) for s, e in zip(starts, ends)]
+
+
+def _fmt_range(lo: int, hi: int, width: int) -> str:
+    if lo == hi:
+        return f"{lo:0{width}d}"
+    return f"{lo:0{width}d}-{hi:0{width}d}"
+
+
+def _fold_digits(ds: list[str]) -> str:
+    """Fold distinct digit strings into ``"7"`` or ``"[1-3,5,08-10]"``, keeping padding.
+
+    A range ``lo-hi`` expands with the width of ``lo``; a string belongs to a
+    range only if it is exactly that formatting of its value.
+    """
+    if len(ds) == 1:
+        return ds[0]
+    lengths = set(map(len, ds))
+    parts: list[str]
+    # In the two fast cases a value has one spelling, so duplicates go with
+    # set(); a set of ints iterates nearly sorted, which keeps the sort cheap.
+    if len(lengths) == 1:
+        # All the same length: every string is its value padded to that width.
+        width = lengths.pop()
+        parts = [_fmt_range(lo, hi, width) for lo, hi in _runs(sorted(set(map(int, ds))))]
+    elif not any(d[0] == "0" and len(d) > 1 for d in ds):
+        # No padding anywhere: plain decimal numbers.
+        parts = [_fmt_range(lo, hi, 1) for lo, hi in _runs(sorted(set(map(int, ds))))]
+    else:
+        parts = _fold_mixed(list(set(ds)))
+    if len(parts) == 1 and "-" not in parts[0]:
+        return parts[0]
+    return "[" + ",".join(parts) + "]"
+
+
+def _fold_mixed(ds: list[str]) -> list[str]:
+    """General case: mixed widths, possibly one value spelt twice (``1`` and ``01``).
+
+    Greedy over ascending values: a run of width w (the length of its first
+    string) takes the next value if one of its spellings is exactly that value
+    padded to w; spellings left over are folded in further passes.
+    """
+    spellings: dict[int, list[str]] = {}
+    for d in ds:
+        spellings.setdefault(int(d), []).append(d)
+    for cands in spellings.values():
+        cands.sort(key=len)
+    parts: list[tuple[int, int, str]] = []
+    values = sorted(spellings)
+    while values:
+        left: list[int] = []
+        lo = prev = -2
+        width = 0
+        for v in values:
+            cands = spellings[v]
+            if v == prev + 1:
+                fit = next(
+                    (c for c in cands if len(c) == width or (len(c) > width and c[0] != "0")),
+                    None,
+                )
+                if fit is not None:
+                    cands.remove(fit)
+                    prev = v
+                    if cands:
+                        left.append(v)
+                    continue
+            if prev >= 0:
+                parts.append((lo, len(parts), _fmt_range(lo, prev, width)))
+            width = len(cands.pop(0))
+            lo = prev = v
+            if cands:
+                left.append(v)
+        parts.append((lo, len(parts), _fmt_range(lo, prev, width)))
+        values = left
+    return [p for _v, _i, p in sorted(parts)]
+
+
+_NATURAL_SPLIT = re.compile(r"(\d+)")
+# One name per line: (everything up to the last digit run)(the run)(the rest).
+_LAST_DIGITS_RE = re.compile(r"^([^\n]*[^\d\n]|)(\d+)([^\d\n]*)$", re.MULTILINE)
+
+
+def _first_level(names: list[str], joined: str) -> dict[tuple[str, str], list[str]] | None:
+    """Group names by what surrounds their last digit run, with regexes run in C.
+
+    Returns None if some name has no digits (the caller's loop handles that).
+    Twice as fast as a Python loop over the names; when all names share one
+    prefix and suffix (``n1..nN``, the usual case) the grouping is one call.
+    """
+    first = _LAST_DIGITS_RE.fullmatch(names[0])
+    last = _LAST_DIGITS_RE.fullmatch(names[-1])
+    if first and last and (first[1], first[3]) == (last[1], last[3]):
+        stem, suffix = first[1], first[3]
+        one = re.compile(f"^{re.escape(stem)}(\\d+){re.escape(suffix)}$", re.MULTILINE)
+        digits = one.findall(joined)
+        if len(digits) == len(names):
+            return {(stem, suffix): digits}
+    triples = _LAST_DIGITS_RE.findall(joined)
+    if len(triples) != len(names):
+        return None
+    groups: dict[tuple[str, str], list[str]] = {}
+    for stem, digits, suffix in triples:
+        found = groups.get((stem, suffix))
+        if found is None:
+            groups[stem, suffix] = [digits]
+        else:
+            found.append(digits)
+    return groups
+
+
+def _fold_groups(groups: dict[tuple[str, str], list[str]]) -> list[tuple[str, str]]:
+    return [(stem, _fold_digits(ds) + rest) for (stem, rest), ds in groups.items()]
+
+
+def _natural_key(text: str) -> list:
+    parts: list = _NATURAL_SPLIT.split(text)
+    parts[1::2] = [int(p) for p in parts[1::2]]
+    return parts
+
+
+def fold(names: str | Iterable[str], multidim: bool = False) -> str:
+    """Return a compressed hostlist string for ``names``: ``n[1-3,5]``.
+
+    Duplicates are merged and the result is sorted naturally, so it does not
+    keep the input order (``expand(fold(x))`` has the same *set* as ``x``).
+    Zero padding is kept. One digit run per name is folded (the last one,
+    as Slurm does), giving ``rack1n[01-03],rack2n[01-03]``, which Slurm, pdsh and Flux
+    all accept; ``multidim=True`` also folds the earlier runs
+    (``rack[1-2]n[01-03]``), which only readers of multi-bracket names accept.
+    A string argument is expanded first.
+    """
+    if isinstance(names, str):
+        names = expand(names)
+    names = list(names)
+    if not names:
+        return ""
+    # Duplicates are not removed here (that costs a hash of every name); they
+    # collapse in _fold_digits and in the final set of `done`.
+    joined = "\n".join(names)
+    _validate_names(names, joined)
+    done: list[str] = []
+    # Items are (head, tail): head still to fold, tail already folded.
+    items: list[tuple[str, str]]
+    groups = _first_level(names, joined)
+    if groups is not None:
+        items = _fold_groups(groups)
+        more = multidim
+    else:
+        items = [(n, "") for n in names]
+        more = True
+    while more and items:
+        groups = {}
+        for head, tail in items:
+            base = head.rstrip(_NONDIGITS)
+            if not base:  # no digit run left to fold
+                done.append(head + tail)
+                continue
+            stem = base.rstrip(_DIGITS)
+            key = (stem, head[len(base) :] + tail)
+            found = groups.get(key)
+            if found is None:
+                groups[key] = [base[len(stem) :]]
+            else:
+                found.append(base[len(stem) :])
+        items = _fold_groups(groups)
+        more = multidim
+    done.extend(head + tail for head, tail in items)
+    return ",".join(sorted(set(done), key=_natural_key))
+
+
+#: SCR's name for :func:`fold`.
+compress = fold
