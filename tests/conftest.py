@@ -5,6 +5,9 @@ import sys
 
 import pytest
 
+# the Slurm lab cluster for tests marked @pytest.mark.slurm (tests/conftest_slurm.py)
+pytest_plugins = ["conftest_slurm"]
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 

@@ -260,7 +260,7 @@ def split_program(args: list, takes_value: set) -> tuple:
 
 
 def option_values(opts: list, names: tuple) -> list:
-    """Values of options ``names`` in ``opts`` (``--x=v`` and ``--x v`` forms)."""
+    """Values of options ``names`` in ``opts`` (``--x=v``, ``--x v``, ``-Nv`` forms)."""
     out = []
     i = 0
     while i < len(opts):
@@ -270,5 +270,19 @@ def option_values(opts: list, names: tuple) -> list:
                 out.append(a[len(n) + 1:])
             elif a == n and i + 1 < len(opts):
                 out.append(opts[i + 1])
+                i += 1
+            elif len(n) == 2 and a.startswith(n) and len(a) > 2 and not a.startswith("--"):
+                out.append(a[2:])
         i += 1
     return out
+
+
+def idset(values: list) -> str:
+    """RFC 22 idset string: 0-3,7."""
+    runs = []
+    for v in sorted(set(values)):
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)

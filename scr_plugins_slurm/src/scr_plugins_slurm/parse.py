@@ -335,13 +335,13 @@ def node_is_down(state: str) -> bool:
 def _reason(state: str, reason: str) -> str:
     _, flags = split_node_state(state)
     words = [_SUFFIX_MEANING[f] for f in sorted(flags) if f in _SUFFIX_MEANING]
-    why = f"Slurm reports {state}"
-    if words:
-        why += f" ({', '.join(words)})"
     reason = reason.strip()
-    if reason and reason.lower() not in ("none", "(null)"):
-        why += f": {reason}"
-    return why
+    if reason.lower() in ("none", "(null)"):
+        reason = ""
+    why = f"Slurm reports {state}"
+    if words and reason.lower() not in words:  # not "down* (not responding): Not responding"
+        why += f" ({', '.join(words)})"
+    return f"{why}: {reason}" if reason else why
 
 
 def _node_lines(text: str, fields: int) -> Iterable[tuple[list[str], list[str]]]:

@@ -75,10 +75,10 @@ def run(args: argparse.Namespace) -> int:
     if request.launcher == "local" and not environ.get("SCR_LOCAL_DIR"):
         implicit = _implicit_allocation(environ, request.launcher_args)
         environ["SCR_LOCAL_DIR"] = implicit.path
-    job = JobEnv(environ=environ)
     try:
-        if (environ.get("SCR_ENABLE") or "1").strip() == "0" and \
-                (job.params.get("SCR_ENABLE") or "1").strip() == "0":
+        job = JobEnv(environ=environ)
+        job.registry.launcher_for_command(request.launcher)  # an unknown launcher fails first
+        if (job.params.get("SCR_ENABLE") or "1").strip() == "0":
             return _plain(job, request)
         from ..scrlog import ScrLog
 
