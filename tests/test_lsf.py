@@ -351,7 +351,8 @@ def test_node_inventory_with_doubles(env, state):
     assert list(inv) == NODES
     assert inv["n3"].up is False and "unavail" in inv["n3"].state
     assert inv["n1"].up and inv["n1"].cpus == 40 and inv["n1"].memory_mb == 256 * 1024
-    LsfResourceManager(ctx(env)).node_inventory("pbatch")
+    with pytest.raises(ResourceManagerError, match="Bad host name"):
+        LsfResourceManager(ctx(env)).node_inventory("pbatch")   # not a host group here
     assert calls(state, "bhosts")[-1] == ["-w", "pbatch"]
 
 

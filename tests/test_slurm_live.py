@@ -104,11 +104,13 @@ def test_batch_script_runs_scr_core_on_a_lab_node(slurm, probe, tmp_path):
     # fixed text, no data interpolated but paths of this test
     script.write_text(f"#!/bin/sh\n{PY} -m scr_core env\n{PY} {probe}\n")
     script.chmod(0o755)
-    proc = slurm.run(["sbatch", "--wait", "--parsable", "--no-kill", "-N2", "-t", "5",
-                      f"--output={out}", str(script)], timeout=90, check=False)
-    text = out.read_text() if out.exists() else ""
-    assert proc.returncode == 0, f"batch job failed: {proc.stderr}\n{text}"
+    # polling squeue rather than `sbatch --wait`, which checks only every few seconds
+    proc = slurm.run(["sbatch", "--parsable", "--no-kill", "-N2", "-t", "5",
+                      f"--output={out}", str(script)], timeout=30)
     jid = parse.parse_sbatch_parsable(proc.stdout)
+    state = slurm.wait_job(jid, "COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL", 90)
+    text = out.read_text() if out.exists() else ""
+    assert state == "COMPLETED", f"batch job {state}:\n{text}"
     lines = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line
                  and not line.startswith("{"))
     assert lines["jobid"] == jid
@@ -129,9 +131,10 @@ def test_conformance_resource_manager(slurm):
 
 def test_down_nodes_drained_and_admin_down(slurm, probe):
     jid = slurm.salloc("--no-kill", "-N4", "-t", "10")
+    ctx = context(slurm, jid, prerun_hostname=True)  # the job's environment, taken now
     slurm.run(["scontrol", "update", "nodename=n3", "state=drain", "reason=live drain test"])
     slurm.run(["scontrol", "update", "nodename=n2", "state=down", "reason=live admin down"])
-    rm = SlurmResourceManager(context(slurm, jid, prerun_hostname=True))
+    rm = SlurmResourceManager(ctx)
     assert rm.job_nodes() == ["n1", "n2", "n3", "n4"]  # the environment is stale (§1.4)
     down = rm.down_nodes()
     assert list(down) == ["n2", "n3"]
