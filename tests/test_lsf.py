@@ -11,15 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-
-from scr_core import conformance
 from scr_core.errors import LaunchError, ResourceManagerError
 from scr_core.interfaces import BackendContext, JobState, SubmitRequest
-from scr_plugins_lsf import parse
 from scr_plugins_lsf.launcher import JsrunLauncher, LrunLauncher
 from scr_plugins_lsf.plugin import detect, scr_launchers, scr_resource_managers
 from scr_plugins_lsf.rm import LsfResourceManager
 from scr_plugins_lsf.settings import LsfSettings
+
+from scr_core import conformance
+from scr_plugins_lsf import parse
 
 HERE = Path(__file__).parent
 FIX = HERE / "fixtures" / "lsf"
@@ -150,7 +150,8 @@ def test_bhosts_down_statuses():
 
 def test_lshosts_and_inventory():
     ls = parse.parse_lshosts(fixture("lshosts.volclava.txt"))
-    assert [(h.name, h.ncpus, h.maxmem_mb, h.resources) for h in ls][0] == (
+    first = ls[0]
+    assert (first.name, first.ncpus, first.maxmem_mb, first.resources) == (
         "master-test", 4, 32012, ["cs"])
     inv = parse.inventory(parse.parse_bhosts(fixture("bhosts.volclava.txt")), ls)
     assert [(i.name, i.up, i.cpus, i.memory_mb) for i in inv] == [

@@ -231,6 +231,8 @@ def parse_resource_status(text: str) -> list[ResourceRow]:
     """``flux resource status`` with a header (any subset/order of STATE NNODES RANKS
     NODELIST REASON, REASON last) -> rows; empty sets are skipped."""
     cols, rows = _table(text, "flux resource status")
+    if not cols:
+        return []  # no output at all (not even a header): nothing to report
     if "NODELIST" not in cols:
         raise FluxParseError("flux resource status: no NODELIST column")
     if "REASON" in cols and cols[-1] != "REASON":

@@ -283,8 +283,12 @@ class FluxResourceManager(ResourceManager):
             records = parse.parse_jobs(cp.stdout)
         except parse.FluxParseError as exc:
             raise ResourceManagerError(str(exc)) from exc
-        if cp.returncode != 0 and not records and "not found" not in cp.stderr:
-            raise ResourceManagerError(f"flux jobs failed: {failed(cp)}")
+        if cp.returncode != 0 and not records:
+            # unknown ids make flux jobs fail; any other failure (no broker...) is an error
+            named = any(str(v) in cp.stderr or parse.encode_f58(v)[1:] in cp.stderr
+                        or jid in cp.stderr for jid, v in wanted.items())
+            if not named:
+                raise ResourceManagerError(f"flux jobs failed: {failed(cp)}")
         out = {}
         for jid, value in wanted.items():
             rec = records.get(value)

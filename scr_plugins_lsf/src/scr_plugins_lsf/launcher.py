@@ -126,8 +126,9 @@ class JsrunLauncher(_JsmLauncher):
 
     def _jslist(self) -> list[parse.JsStep] | None:
         try:
-            cp = run([self.settings.jslist], self.environ, self.settings.query_timeout,
-                     LaunchError)
+            # capped: the snapshot delays the launch, and the step id is only a nicety
+            cp = run([self.settings.jslist], self.environ,
+                     min(self.settings.query_timeout, 10.0), LaunchError)
         except ScrError:
             return None
         if cp.returncode != 0:

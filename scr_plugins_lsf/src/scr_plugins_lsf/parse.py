@@ -348,7 +348,7 @@ def inventory(bhosts: Sequence[BHost], lshosts: Sequence[LSHost] = ()) -> list[N
     static = {h.name: h for h in lshosts}
     out = []
     for h in bhosts:
-        down = h.status in DOWN_STATUSES or h.status in ("unavail", "unreach")
+        down = h.status in DOWN_STATUSES
         busy = bool(h.njobs) or h.status in ("closed_Full", "closed_Excl")
         ls = static.get(h.name)
         out.append(NodeInfo(
