@@ -245,6 +245,11 @@ class Launcher(abc.ABC):
         """Stop every task of the step; returns once the launcher process has exited."""
 
     # -- optional ---------------------------------------------------------------------------
+    def fit_to_nodes(self, args: Sequence[str], available: int) -> list[str]:
+        """Adapt the user's launcher arguments when only ``available`` nodes are left after
+        failures (e.g. lower ``-N``; see :mod:`scr_core.launchargs`). Default: unchanged."""
+        return list(args)
+
     def one_node_argv(self, node: str, argv: Sequence[str]) -> list[str]:
         """argv that runs ``argv`` once on ``node`` (for remote exec without ssh)."""
         raise _unsupported(self, "one-node launch")

@@ -25,12 +25,21 @@ from typing import Any, Mapping, Sequence
 from scr_core.errors import LaunchError, ScrError
 from scr_core.hostlist import fold
 from scr_core.interfaces import JobStep, Launcher
+from scr_core.launchargs import fit_node_count
 
 from . import parse
 from ._util import failed, run, stop_process, wait_code
 from .rm import FluxCli, settings_of
 
 RUN_WORDS = ("run", "submit")
+# flux run/submit options that take a value (flux-run(1)); needed to find the program
+FLUX_RUN_VALUE_OPTIONS = ("-n", "--ntasks", "-c", "--cores-per-task", "-g", "--gpus-per-task",
+                          "-t", "--time-limit", "-o", "--setopt", "-S", "--setattr",
+                          "--requires", "--begin-time", "-q", "--queue", "-B", "--bank",
+                          "--urgency", "--job-name", "--cwd", "--input", "--output", "--error",
+                          "--label-io", "--env", "--env-remove", "--env-file", "--rlimit",
+                          "--dependency", "--taskmap", "--cores", "--tasks-per-node",
+                          "--tasks-per-core", "--gpus-per-node", "--add-file", "--conf")
 NOT_STEPS = ("alloc", "batch", "bulksubmit", "mini")
 
 
@@ -158,6 +167,12 @@ class FluxRunLauncher(Launcher):
         except parse.FluxParseError as exc:
             raise LaunchError(str(exc)) from exc
         FluxCli(self.settings, self.environ, LaunchError).cancel(dec)
+
+    def fit_to_nodes(self, args: Sequence[str], available: int) -> list[str]:
+        """``flux run -N4`` with 3 nodes left becomes ``-N3`` (the constraint then fits)."""
+        gopts, words, rest = split_flux_args(args)
+        rest, _old = fit_node_count(rest, available, takes_value=FLUX_RUN_VALUE_OPTIONS)
+        return [*gopts, *words, *rest]
 
     def one_node_argv(self, node: str, argv: Sequence[str]) -> list[str]:
         return [self.settings.flux, "run", "-N1", "-n1", "--requires=host:" + node, *argv]

@@ -244,6 +244,13 @@ class Runner:
                     break
                 attempt += 1
                 args = self.step_args()
+                excluded = [n for n in nodes if n in keep_down]
+                if excluded:
+                    fitted = self.launcher.fit_to_nodes(args, len(nodes) - len(excluded))
+                    if fitted != args:
+                        self.out(f"fitted the launcher arguments to the "
+                                 f"{len(nodes) - len(excluded)} node(s) left")
+                    args = fitted
                 env = dict(job.environ, SCR_RUN_ID=f"{job.job_id()}.{attempt}",
                            SCR_END_TIME=str(end_time))
                 self.out(f"run {attempt}" + ("" if runs is None else f" of {runs}") +
