@@ -47,10 +47,10 @@ def probe(tmp_path: Path) -> Path:
     return path
 
 
-def run_probe(slurm, job_id: str, probe: Path, node: str) -> dict:
-    """The probe as one task of the allocation, on ``node``."""
+def run_probe(slurm, env: dict, probe: Path, node: str) -> dict:
+    """The probe as one task of the allocation (``env`` names it), on ``node``."""
     proc = slurm.run(["srun", "-N1", "-n1", f"--nodelist={node}", "--overlap", PY,
-                      str(probe)], env=slurm.job_env(job_id), timeout=60)
+                      str(probe)], env=env, timeout=60)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -84,7 +84,7 @@ def step_ids(slurm, job_id: str) -> list[str]:
 
 def test_inside_allocation_probe_and_end_time(slurm, probe):
     jid = slurm.salloc("--no-kill", "-N4", "-t", "7", "-J", "scr live probe")
-    seen = run_probe(slurm, jid, probe, "n2")
+    seen = run_probe(slurm, slurm.job_env(jid), probe, "n2")
     assert seen["host"] == "n2" and seen["detect"] is True
     assert seen["job_id"] == jid
     assert seen["nodes"] == ["n1", "n2", "n3", "n4"]
@@ -142,7 +142,8 @@ def test_down_nodes_drained_and_admin_down(slurm, probe):
     states = slurm.node_states()
     assert {n for n in rm.job_nodes() if parse.node_is_down(states[n])} == set(down)
     # the job's own view, from a task on n1
-    inside = run_probe(slurm, jid, probe, "n1")
+    inside = run_probe(slurm, dict(ctx.environ), probe, "n1")
+    print("inside:", inside)
     assert inside["nodes"] == ["n1", "n2", "n3", "n4"] and inside["down"] == down
     rm.prerun()  # srun /bin/hostname on the usable nodes
     # n2 back in service, but Slurm removed it from this --no-kill job: still unusable here
@@ -202,8 +203,21 @@ def test_kill_stops_exactly_our_step(slurm):
         other.wait(10)
 
 
-def test_kill_pending_step_falls_back_to_signals(slurm):
+def test_step_of_jobid_option_is_found_and_killed(slurm):
+    """srun --jobid=J from a process outside the allocation (no SLURM_JOB_ID)."""
     jid = slurm.salloc("--no-kill", "-N1", "-t", "10")
+    launcher = SrunLauncher(context(slurm))
+    step = launcher.launch([f"--jobid={jid}", "-n1", "--overlap", "sleep", "300"],
+                           env=slurm.env())
+    wait_for(lambda: step.step_id, 15, "the step id")
+    assert step.step_id.startswith(f"{jid}.")
+    launcher.kill(step)
+    assert step.returncode not in (None, 0)
+    wait_for(lambda: not step_ids(slurm, jid), 15, "the step to end")
+
+
+def test_kill_pending_step_falls_back_to_signals(slurm):
+    jid = slurm.salloc("--no-kill", "--exclusive", "-N1", "-t", "10")  # 2 CPUs
     env = slurm.job_env(jid)
     busy = subprocess.Popen([slurm.client("srun"), "-n2", "sleep", "300"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -254,7 +268,10 @@ def test_output_is_live(slurm, tmp_path):
         "s = l.launch(['-N1', '-u', sys.executable, '-c',\n"
         "              'import time; print(\"first\", flush=True); time.sleep(3); "
         "print(\"second\", flush=True)'])\n"
-        "sys.exit(l.wait(s, timeout=60))\n")
+        "rc = l.wait(s, timeout=60)\n"
+        "if rc is None:\n"
+        "    l.kill(s)\n"
+        "sys.exit(rc if rc is not None else 99)\n")
     proc = subprocess.Popen([PY, str(driver), slurm.client("srun")], env=slurm.job_env(jid),
                             stdout=subprocess.PIPE, text=True)
     arrivals = {}
@@ -266,7 +283,7 @@ def test_output_is_live(slurm, tmp_path):
 
 
 def test_one_node_argv_while_step_holds_all_cpus(slurm):
-    jid = slurm.salloc("--no-kill", "-N2", "-t", "10")
+    jid = slurm.salloc("--no-kill", "--exclusive", "-N2", "-t", "10")  # 4 CPUs
     env = slurm.job_env(jid)
     busy = subprocess.Popen([slurm.client("srun"), "-N2", "-n4", "sleep", "300"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -326,8 +343,10 @@ def test_real_crash_down_and_relaunch_excluding_it(slurm):
 def test_submit_status_cancel(slurm, tmp_path):
     rm = SlurmResourceManager(BackendContext(
         environ=slurm.env(), settings=slurm.settings(), prefix=str(tmp_path)))
-    ok = rm.submit(SubmitRequest(command=["/bin/echo", "hello world"], job_name="scr-ok",
-                                 nodes=1, time_limit=120, output=str(tmp_path / "ok.out")))
+    outdir = tmp_path / "out dir"
+    outdir.mkdir()
+    ok = rm.submit(SubmitRequest(command=["/bin/echo", "hello world"], job_name="scr ok's job",
+                                 nodes=1, time_limit=120, output=str(outdir / "ok %j.out")))
     bad = rm.submit(SubmitRequest(command=["/bin/sh", "-c", "exit 3"], job_name="scr-bad",
                                   output="/dev/null"))
     later = rm.submit(SubmitRequest(command=["true"], job_name="scr-later",
@@ -345,7 +364,9 @@ def test_submit_status_cancel(slurm, tmp_path):
     st = wait_for(finished, 60, "both jobs to finish", interval=0.5)
     assert list(st) == ids
     assert st[ok.job_id].state == JobState.COMPLETED and st[ok.job_id].exit_code == 0
-    assert (tmp_path / "ok.out").read_text() == "hello world\n"
+    assert (outdir / f"ok {ok.job_id}.out").read_text() == "hello world\n"
+    fields = slurm.job_fields(ok.job_id)
+    assert fields["JobName"] == "scr ok's job" and fields["TimeLimit"] == "00:02:00"
     assert st[bad.job_id].state == JobState.FAILED and st[bad.job_id].exit_code == 3
     assert st[later.job_id].state == JobState.PENDING
     assert "BeginTime" in st[later.job_id].message

@@ -498,14 +498,19 @@ def test_batch_script():
     text = render_batch_script(req)
     lines = text.splitlines()
     assert lines[0] == "#!/bin/bash"
-    assert "#SBATCH --job-name=my job" in lines and "#SBATCH --nodes=2" in lines
+    assert '#SBATCH --job-name="my job"' in lines and "#SBATCH --nodes=2" in lines
     assert "#SBATCH --ntasks=4" in lines and "#SBATCH --time=01:31:00" in lines
-    assert "#SBATCH --no-kill" in lines and "#SBATCH --output=/tmp/o %j.txt" in lines
+    assert "#SBATCH --no-kill" in lines and '#SBATCH --output="/tmp/o %j.txt"' in lines
+    assert "#SBATCH --partition=debug" in lines
     assert "#SBATCH --begin=now+1hour" in lines and "#SBATCH --hold" in lines
     assert "export SCR_X='v w'" in lines
     assert lines[-1] == "exec /bin/echo 'a b' '$HOME' 'it'\"'\"'s'"
     req.fault_tolerant = False
     assert "--no-kill" not in render_batch_script(req)
+    text = render_batch_script(SubmitRequest(command=["x"], job_name="it's", workdir='a "b"'))
+    assert '#SBATCH --job-name="it\'s"' in text and "#SBATCH --chdir='a \"b\"'" in text
+    with pytest.raises(UsageError):
+        render_batch_script(SubmitRequest(command=["x"], job_name="it's \"x\""))
     with pytest.raises(UsageError):
         render_batch_script(SubmitRequest(command=["x"], environ={"A B": "1"}))
     with pytest.raises(UsageError):

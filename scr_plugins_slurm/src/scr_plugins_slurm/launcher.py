@@ -13,8 +13,9 @@ Finding the id of *our* step (to ``scancel`` exactly it)
     A step still waiting for resources is listed as ``J.TDB``; polling continues until it
     has a real id (at most ``slurm.step_id_timeout``). This needs ``slurm.srun`` to *exec*
     srun (a wrapper that forks hides its pid) and srun to run in our PID and UTS namespace.
-    Outside an allocation srun creates its own job; there is no job id to ask about and
-    kill() signals srun instead.
+    The job is ``--jobid`` when the user gave it, else ``$SLURM_JOB_ID``. Outside an
+    allocation srun creates its own job; there is no job id to ask about and kill()
+    signals srun instead.
 
 Killing
     With the step id: ``scancel J.S`` (Slurm kills every task, srun exits at once, 137).
@@ -118,6 +119,17 @@ def _step_name(options: Sequence[str], program: Sequence[str]) -> str:
     return os.path.basename(program[0]) if program else ""
 
 
+def _option_value(options: Sequence[str], long: str) -> str | None:
+    """The value of ``--long=V`` / ``--long V`` among srun options (the last one wins)."""
+    value = None
+    for i, a in enumerate(options):
+        if a == f"--{long}" and i + 1 < len(options):
+            value = options[i + 1]
+        elif a.startswith(f"--{long}="):
+            value = a.split("=", 1)[1]
+    return value
+
+
 def _same_host(a: str, b: str) -> bool:
     return a == b or a.split(".")[0] == b.split(".")[0]
 
@@ -212,7 +224,8 @@ class SrunLauncher(Launcher):
         _, all_excluded = _take_excludes(options)
         step = JobStep(argv=argv, process=proc, nodes=list(nodes) if nodes else None,
                        exclude=all_excluded)
-        job_id = job_id_from_env(environ)
+        # srun --jobid=J runs in J whatever the environment says
+        job_id = _option_value(options, "jobid") or job_id_from_env(environ)
         step.data["job_id"] = job_id
         if job_id:
             finder = _StepFinder(SlurmCommands(self.settings, environ), job_id, step,

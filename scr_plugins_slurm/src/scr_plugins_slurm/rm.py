@@ -42,8 +42,10 @@ from .commands import SlurmCommands
 
 JOB_ID_VARS = ("SLURM_JOB_ID", "SLURM_JOBID")
 NODELIST_VARS = ("SLURM_JOB_NODELIST", "SLURM_NODELIST")
-# what squeue/sacct/scancel accept as one job id: 12, 12_3 (array), 12+1 (het), 12.4 (step)
-_JOB_ID_RE = re.compile(r"^\d+(?:_\d+|\+\d+)?(?:\.\w+)?$")
+# one job id as squeue/sacct take it: 12, 12_3 (array element), 12+1 (het component)
+_JOB_ID_RE = re.compile(r"^\d+(?:_\d+|\+\d+)?$")
+# what scancel takes: a job id or a step of it (12.4, 12.batch)
+_CANCEL_ID_RE = re.compile(r"^\d+(?:_\d+|\+\d+)?(?:\.\w+)?$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INVALID_JOB = "Invalid job id specified"
 
@@ -64,11 +66,24 @@ def format_time_limit(seconds: int) -> str:
     return f"{days}-{hours:02d}:{mins:02d}:00" if days else f"{hours:02d}:{mins:02d}:00"
 
 
+def _sbatch_word(value: str) -> str:
+    """``value`` as sbatch reads it from a ``#SBATCH`` line, which it splits at whitespace
+    honouring '...' and "..." (checked on 22.05: "my job", "it's", 'say "hi"')."""
+    if not re.search(r"[\s\"']", value):
+        return value
+    if '"' not in value:
+        return f'"{value}"'
+    if "'" not in value:
+        return f"'{value}'"
+    raise UsageError(f"slurm submit: a batch option value with both quote characters: "
+                     f"{value!r}")
+
+
 def render_batch_script(request: SubmitRequest) -> str:
     """The job script for ``request``: ``#SBATCH`` lines, exported variables, then ``exec``
     of the command. Words are quoted with :func:`shlex.quote`: a batch script is the one
     place a shell reads our data, and it reads it as literal words."""
-    opts: list[str] = [f"--job-name={request.job_name}"]
+    opts: list[str] = [f"--job-name={_sbatch_word(request.job_name)}"]
     if request.nodes is not None:
         opts.append(f"--nodes={int(request.nodes)}")
     if request.tasks is not None:
@@ -79,7 +94,7 @@ def render_batch_script(request: SubmitRequest) -> str:
                         ("--output", request.output), ("--error", request.error),
                         ("--chdir", request.workdir)):
         if value:
-            opts.append(f"{flag}={value}")
+            opts.append(f"{flag}={_sbatch_word(value)}")
     if request.fault_tolerant:
         # a node failure must not end the allocation: scr relaunches on the survivors
         opts.append("--no-kill")
@@ -272,6 +287,6 @@ class SlurmResourceManager(ResourceManager):
 
     def cancel(self, job_id: str) -> None:
         jid = str(job_id).strip()
-        if not _JOB_ID_RE.match(jid):
+        if not _CANCEL_ID_RE.match(jid):
             raise ResourceManagerError(f"slurm cancel: {jid!r} is not a Slurm job id")
         self.commands.run("scancel", [jid])
