@@ -39,6 +39,7 @@ from typing import Mapping, Sequence
 from scr_core.errors import LaunchError, ScrError, UsageError
 from scr_core.hostlist import expand, fold, unique
 from scr_core.interfaces import BackendContext, JobStep, Launcher
+from scr_core.launchargs import fit_node_count
 
 from . import parse
 from .commands import SlurmCommands
@@ -59,6 +60,8 @@ partition power prefer priority profile prolog qos relative reservation signal s
 sockets-per-node switches task-epilog task-prolog thread-spec threads threads-per-core time
 time-min tmp uid wait wckey
 """.split())
+_VALUE_OPTIONS = frozenset(
+    [f"-{c}" for c in _SHORT_WITH_VALUE] + [f"--{name}" for name in _LONG_WITH_VALUE])
 _STEP_ID_RE = re.compile(r"^\d+(?:[_+]\d+)?\.\d+$")
 _INT_SPACING = 0.2  # between the two SIGINTs; srun wants them within one second
 
@@ -297,6 +300,12 @@ class SrunLauncher(Launcher):
                 self.kill_step_id(step.step_id or "")
             except ScrError:
                 pass
+
+    def fit_to_nodes(self, args: Sequence[str], available: int) -> list[str]:
+        """``srun -N4`` with 3 healthy nodes left becomes ``srun -N3``."""
+        options, program = split_srun_args(args)
+        fitted, _old = fit_node_count(options, available, takes_value=_VALUE_OPTIONS)
+        return [*fitted, *program] if fitted != options else list(args)
 
     def one_node_argv(self, node: str, argv: Sequence[str]) -> list[str]:
         # --overlap: run even while the application's step holds every CPU (22.05 steps

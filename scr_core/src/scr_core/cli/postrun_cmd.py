@@ -13,12 +13,27 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-j", "--joblauncher", help="accepted for SCR compatibility")
     parser.add_argument("-p", "--prefix", help="SCR prefix directory (default $SCR_PREFIX or .)")
     parser.add_argument("-v", "--verbose", action="store_true", help="say what is done")
-    parser.epilog = ("Exit codes: 0 nothing needed saving or everything needed was saved, "
-                     "1 a dataset that needed saving was not saved (named on stderr), "
-                     "4 plugins, 5 RM failure, 6 corrupt control file.")
+    parser.epilog = ("Scavenges, as SCR: output datasets that need a flush (ascending), then "
+                     "checkpoints newest first until one is saved complete; that one becomes "
+                     "CURRENT in the index.\n"
+                     "Exit codes: 0 nothing needed saving or everything needed was saved, "
+                     "1 a dataset that needed saving was not saved (named on stderr with its "
+                     "missing ranks, files and nodes), 3 configuration, 4 plugins, "
+                     "5 not in an allocation or RM failure, 6 corrupt control file.")
 
 
 def run(args: argparse.Namespace) -> int:
     job = JobEnv(prefix=args.prefix)
-    ok = postrun(job, out=lambda m: print(f"scr postrun: {m}", file=sys.stderr))
+
+    def out(msg: str) -> None:
+        if msg.startswith("postrun: "):
+            msg = msg[len("postrun: "):]
+        print(f"scr postrun: {msg}", file=sys.stderr, flush=True)
+
+    log = None
+    if (job.params.get("SCR_LOG_ENABLE") or "0").strip() == "1" and job.job_id():
+        from ..scrlog import ScrLog
+
+        log = ScrLog(job.prefix, job.job_id(), user=job.user())
+    ok = postrun(job, out=out, log=log)
     return 0 if ok else 1

@@ -15,7 +15,10 @@ EXIT_ERROR = 2  # argparse usage errors use 2 as well; every other error keeps i
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--prefix", help="SCR prefix directory (default $SCR_PREFIX or .)")
-    parser.add_argument("--down", default="", help="nodes known to be down (hostlist)")
+    parser.add_argument("--down", default=None,
+                        help="nodes known to be down (hostlist), e.g. from "
+                             "scr_list_down_nodes; without it, the resource manager's down "
+                             "nodes and SCR_EXCLUDE_NODES are used (no node tests)")
     parser.add_argument("--min-nodes", type=int, help="nodes needed (overrides SCR_MIN_NODES)")
     parser.add_argument("--runs", type=int, help="runs left; 0 means stop")
     parser.add_argument("-v", "--verbose", action="store_true", help="print the reason")
@@ -28,7 +31,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     job = JobEnv(prefix=args.prefix)
-    down = expand(args.down) if args.down else []
+    if args.down is not None:
+        down = expand(args.down) if args.down else []
+    else:
+        from ..engine.down_nodes import list_down_nodes
+
+        down = list(list_down_nodes(job, tests=[]))
     runs_left = args.runs
     decision = should_exit(job, down=down, min_nodes=args.min_nodes, runs_left=runs_left)
     if args.verbose:

@@ -110,6 +110,28 @@ class LocalResourceManager(ResourceManager):
         alloc = self._alloc()
         return alloc.end_time if alloc else 0
 
+    # batch lifecycle: implemented in local/batch.py (imported only when used); the types
+    # are ResourceManager's: NodeInfo list, SubmitRequest -> JobRecord, {id: JobStatus}
+    def node_inventory(self, partition: str | None = None) -> list:
+        from . import batch
+
+        return batch.node_inventory(self.environ, self.context.settings, partition)
+
+    def submit(self, request: object) -> object:
+        from . import batch
+
+        return batch.submit(self.environ, self.context.settings, request)
+
+    def status(self, job_ids: Sequence[str]) -> dict:
+        from . import batch
+
+        return batch.status(self.environ, self.context.settings, job_ids)
+
+    def cancel(self, job_id: str) -> None:
+        from . import batch
+
+        batch.cancel(self.environ, self.context.settings, job_id)
+
 
 # --------------------------------------------------------------------------- launcher
 

@@ -28,3 +28,14 @@ class LocalSettings(BaseModel):
         True, description="when nodes were excluded after a failure and fewer than -N remain, "
                           "run on the remaining ones instead of failing the launch"
     )
+    spool_dir: Optional[str] = Field(
+        None, description="where batch jobs of the local backend are kept (scr submit --rm "
+                          "local); default <base_dir>/spool",
+        json_schema_extra={"env": "SCR_LOCAL_SPOOL"},
+    )
+    partitions: Optional[dict[str, dict]] = Field(
+        None, description="virtual partitions of the local cluster (batch jobs, scr nodes): "
+                          "name -> {nodes: hostlist or count, cpus, memory (e.g. 4G), "
+                          "max_time (e.g. 1h), features: [...]}; the first is the default. "
+                          "None: one partition 'local' made of 'nodes'",
+    )

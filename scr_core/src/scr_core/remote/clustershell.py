@@ -1,0 +1,221 @@
+"""Remote execution through ClusterShell's Task API (the default remote executor).
+
+Two workers (settings section ``remote``):
+
+``ssh`` (default)
+    ClusterShell's ssh worker. The remote side of ssh always parses a command *string*, so the
+    argv is quoted element by element (:func:`shlex.join`) and the remote shell splits it back
+    into exactly the same argv: no element is ever interpreted.
+``exec``
+    One local process per node from a per-node wrapper argv with ``%h`` (``srun -N1 -n1 -w
+    %h``, ``lab on %h``, ``scr local exec %h --``) followed by the command's argv. It is
+    started as an argv list (no shell at all). Without a wrapper containing ``%h`` the exec
+    worker would run the command on this machine once per node: that is refused.
+
+Every requested node is in the result: rc, stdout and stderr (separate streams), ``timed_out``
+for nodes the per-command timeout killed (``iter_keys_timeout``), ``unreachable`` when the
+transport says so (exit code ``remote.unreachable_rc``, 255 for ssh) or when no result came
+back at all. Nodes are handed to ClusterShell as the plain list we got: no NodeSet folding
+(slow for 2-D names at scale) and no renaming of names such as ``n01``/``n1``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+from typing import Any, Sequence
+
+from ..errors import RemoteExecError, UsageError
+from ..interfaces import NodeResult, RemoteExecutor, RemoteResult
+from ._common import (
+    check_nodes,
+    decode,
+    effective_limits,
+    expand_wrapper,
+    require_per_node_wrapper,
+    settings_or_default,
+)
+
+#: task info keys we set for one run and restore afterwards (task_self() is shared per thread)
+_INFO_KEYS = ("fanout", "connect_timeout", "ssh_path", "ssh_user", "ssh_options")
+_DEFAULT_KEYS = ("stdout_msgtree", "stderr_msgtree")
+
+
+def _classes() -> tuple[Any, Any, Any]:
+    """Worker and handler classes, built on first use (ClusterShell costs ~40 ms to import)."""
+    global _CACHE
+    if _CACHE is not None:
+        return _CACHE
+    from ClusterShell.Event import EventHandler
+    from ClusterShell.Worker.Exec import ExecClient, ExecWorker
+    from ClusterShell.Worker.Ssh import WorkerSsh
+    from ClusterShell.Worker.Worker import DistantWorker
+
+    class ListNodesMixin:
+        """ExecWorker.__init__ without ``NodeSet(nodes)``: keeps our list as given."""
+
+        def __init__(self, nodes: Sequence[str], handler: Any, timeout: float | None,
+                     command: str, stderr: bool = True) -> None:
+            DistantWorker.__init__(self, handler)
+            self._close_count = 0
+            self._has_timeout = False
+            self._clients = []
+            self.nodes = list(nodes)
+            self.command = command
+            self.source = None
+            self.dest = None
+            self._create_clients(timeout=timeout, stderr=stderr)
+
+    class ArgvExecClient(ExecClient):
+        """Exec client that starts ``wrapper(%h=node) + argv`` as an argv list, no shell."""
+
+        def _build_cmd(self) -> tuple[list[str], None]:
+            worker = self.worker
+            return (expand_wrapper(worker.scr_wrapper, self.key) + worker.scr_argv,
+                    worker.scr_env)
+
+    class ArgvExecWorker(ListNodesMixin, ExecWorker):
+        SHELL_CLASS = ArgvExecClient
+
+        def __init__(self, nodes: Sequence[str], handler: Any, timeout: float | None,
+                     wrapper: Sequence[str], argv: Sequence[str],
+                     env: dict[str, str] | None) -> None:
+            self.scr_wrapper = list(wrapper)
+            self.scr_argv = list(argv)
+            self.scr_env = env
+            # the command string is only a label: ArgvExecClient builds the real argv
+            super().__init__(nodes, handler, timeout, command="scr-argv")
+
+    class ListSshWorker(ListNodesMixin, WorkerSsh):
+        pass
+
+    class Collector(EventHandler):
+        """Keeps stdout and stderr lines and the exit code of each node apart."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.out: dict[str, list[bytes]] = {}
+            self.err: dict[str, list[bytes]] = {}
+            self.rc: dict[str, int] = {}
+
+        def ev_read(self, worker: Any, node: str, sname: str, msg: bytes) -> None:
+            target = self.err if sname == worker.SNAME_STDERR else self.out
+            target.setdefault(node, []).append(msg)
+
+        def ev_hup(self, worker: Any, node: str, rc: int) -> None:
+            self.rc[node] = rc
+
+    _CACHE = (ArgvExecWorker, ListSshWorker, Collector)
+    return _CACHE
+
+
+_CACHE: tuple[Any, Any, Any] | None = None
+
+
+def _join(lines: list[bytes] | None) -> str:
+    return decode(b"\n".join(lines) + b"\n") if lines else ""
+
+
+class ClusterShellRemoteExecutor(RemoteExecutor):
+    """``argv`` on every node through ClusterShell; see the module docstring."""
+
+    name = "clustershell"
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        self.settings = settings_or_default(context)
+        if self.settings.worker == "exec":
+            # fail at selection time, not halfway through a node test
+            self.wrapper = require_per_node_wrapper(self.settings.wrapper,
+                                                    "clustershell exec worker")
+        else:
+            self.wrapper = []
+
+    def run(
+        self,
+        argv: Sequence[str],
+        nodes: Sequence[str],
+        fanout: int = 64,
+        timeout: float | None = 60.0,
+    ) -> RemoteResult:
+        argv = [str(a) for a in argv]
+        if not argv:
+            raise UsageError("remote exec: empty command")
+        nodes = check_nodes(nodes)
+        result = RemoteResult()
+        if not nodes:
+            return result
+        fanout, timeout = effective_limits(self.settings, fanout, timeout)
+        try:
+            from ClusterShell.Task import task_self
+        except ImportError as exc:
+            raise RemoteExecError("the clustershell remote executor needs the ClusterShell "
+                                  "package (pip install ClusterShell)") from exc
+        exec_worker, ssh_worker, collector_cls = _classes()
+        handler = collector_cls()
+        program = (expand_wrapper(self.wrapper, nodes[0])[0] if self.wrapper
+                   else self.settings.ssh_path or "ssh")
+        if shutil.which(program, path=self.environ.get("PATH")) is None:
+            # a missing transport is a configuration error, not N dead nodes
+            raise RemoteExecError(f"clustershell remote exec: '{program}' not found")
+        if self.settings.worker == "exec":
+            worker = exec_worker(nodes, handler, timeout, self.wrapper, argv,
+                                 self._env_delta())
+        else:
+            worker = ssh_worker(nodes, handler, timeout, command=shlex.join(argv))
+        task = task_self()
+        saved_info = {k: task.info(k) for k in _INFO_KEYS}
+        saved_default = {k: task.default(k) for k in _DEFAULT_KEYS}
+        try:
+            task.set_info("fanout", fanout)
+            task.set_info("connect_timeout", self.settings.connect_timeout)
+            if self.settings.ssh_path:
+                task.set_info("ssh_path", self.settings.ssh_path)
+            if self.settings.ssh_user:
+                task.set_info("ssh_user", self.settings.ssh_user)
+            if self.settings.ssh_options:
+                task.set_info("ssh_options", shlex.join(self.settings.ssh_options))
+            # our handler keeps the output; ClusterShell's own message trees would only
+            # cost time and memory at 10,000 nodes
+            task.set_default("stdout_msgtree", False)
+            task.set_default("stderr_msgtree", False)
+            # commands get EOF on stdin at once instead of waiting for input
+            worker.set_write_eof()
+            task.schedule(worker)
+            try:
+                task.resume()
+                timed_out = set(worker.iter_keys_timeout())
+            except Exception as exc:
+                # an exception inside the engine leaves the task unusable: drop it so the
+                # next task_self() in this thread starts clean
+                task.abort(kill=True)
+                raise RemoteExecError(f"ClusterShell failed: {type(exc).__name__}: {exc}") \
+                    from exc
+        finally:
+            # absent keys read as None, which every ClusterShell worker treats as "default"
+            for k, v in saved_info.items():
+                task.set_info(k, v)
+            for k, v in saved_default.items():
+                task.set_default(k, v)
+        unreachable_rc = self.settings.unreachable_rc
+        for n in nodes:
+            out = _join(handler.out.get(n))
+            err = _join(handler.err.get(n))
+            if n in timed_out:
+                result[n] = NodeResult(rc=None, stdout=out, stderr=err, timed_out=True)
+            elif n in handler.rc:
+                rc = handler.rc[n]
+                result[n] = NodeResult(rc=rc, stdout=out, stderr=err,
+                                       unreachable=unreachable_rc is not None
+                                       and rc == unreachable_rc)
+            else:  # never started or lost: not reached, and said so
+                result[n] = NodeResult(rc=None, stdout=out,
+                                       stderr=err or f"{n}: no result from ClusterShell",
+                                       unreachable=True)
+        return result
+
+    def _env_delta(self) -> dict[str, str] | None:
+        """What our environment adds to os.environ (ClusterShell merges it into a copy)."""
+        delta = {k: v for k, v in self.environ.items() if os.environ.get(k) != v}
+        return delta or None
