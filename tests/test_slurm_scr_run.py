@@ -153,3 +153,56 @@ def test_list_down_nodes_agrees_with_sinfo(slurm, tmp_path):
     assert "agree test" in ours["n2"] and theirs["n2"][1] == "agree test"
     assert theirs["n3"][0].endswith("*") and "not responding" in ours["n3"].lower()
     assert theirs["n1"][0] in ("allocated", "mixed") and "n1" not in ours
+
+
+def test_mpi_job_crash_relaunch_and_resume(slurm, tmp_path):
+    """The same story with a real MPI job: Open MPI through srun --mpi=pmix."""
+    pytest.importorskip("mpi4py")
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    app = Path(__file__).parent / "apps" / "mpi_ckpt.py"
+    body = (env_lines(prefix, SCR_RUNS="3", SCR_MIN_NODES="3") +
+            f"{PY} -m scr_core run srun -N4 --ntasks-per-node=1 --mpi=pmix "
+            f"{PY} {app} 400 10 0.1\n"
+            "echo SCR_RUN_EXIT=$?\n")
+    jid, out = submit(slurm, tmp_path, body, "-N4", "-t", "10")
+    wait_file(prefix / "mpi_ckpt.json", 120, "the first MPI checkpoint")
+    slurm.lab("crash", "n3")
+    text = finish(slurm, jid, out)
+    assert exit_code(text) == 0, text
+    assert "Open MPI" in text
+    assert "node n3 is down" in text and "excluding n3" in text
+    assert re.search(r"mpi: starting at step [1-9]\d* with 3 ranks", text), text
+    assert "mpi: finished 400 steps on 3 ranks" in text
+
+
+def test_kill_jobstep_kills_the_right_step(slurm, tmp_path):
+    jid = slurm.salloc("--no-kill", "-N2", "-t", "10")
+    env = slurm.env()
+    steps = [subprocess.Popen([slurm.client("srun"), f"--jobid={jid}", "--overlap", "-N1",
+                               "-n1", "-J", f"step{i}", "sleep", "300"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for i in range(2)]
+    try:
+        deadline = time.monotonic() + 30
+        ids: dict = {}
+        while len(ids) < 2:
+            assert time.monotonic() < deadline, "steps did not start"
+            out = slurm.run(["squeue", "-h", "--steps", "-j", jid, "-o", "%i|%j"]).stdout
+            ids = {name: sid for sid, name in (line.split("|") for line in out.split())
+                   if name in ("step0", "step1")}
+            time.sleep(0.2)
+        settings = tmp_path / "settings.yaml"
+        settings.write_text(f"slurm:\n  scancel: {slurm.client('scancel')}\n")
+        r = subprocess.run([PY, "-m", "scr_core", "kill-jobstep", "-l", "srun", "-j",
+                            ids["step1"]], env=dict(env, SCR_SETTINGS_FILE=str(settings)),
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        steps[1].wait(timeout=30)
+        time.sleep(1)
+        assert steps[0].poll() is None, "the other step must keep running"
+        out = slurm.run(["squeue", "-h", "--steps", "-j", jid, "-o", "%i"]).stdout.split()
+        assert ids["step0"] in out and ids["step1"] not in out
+    finally:
+        for p in steps:
+            p.kill()
