@@ -65,9 +65,16 @@ def test_app_failure_without_runs_left_is_code_1(scr_env, prefix):
     assert "stopping: no runs left" in r.stderr
 
 
-def test_scr_enable_0_runs_plainly(scr_env, prefix):
+def test_scr_enable_0_runs_plainly(scr_env, prefix, tmp_path):
+    # Both tasks wait for each other before failing: a failing task ends the step, and the
+    # other must have printed by then for the count to mean "one run, two tasks".
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    task = ('echo plain; touch "$0/$$"; n=0; '
+            'while [ "$(ls "$0" | wc -l)" -lt 2 ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); '
+            'done; exit 4')
     r = alloc_run(dict(scr_env, SCR_ENABLE="0", SCR_RUNS="5"), prefix, 2,
-                  ["-N", "2", "sh", "-c", "echo plain; exit 4"])
+                  ["-N", "2", "sh", "-c", task, str(barrier)])
     assert r.returncode == 4
     assert r.stdout.count("plain") == 2  # one run, two tasks
     assert not (prefix / ".scr").exists()

@@ -11,8 +11,9 @@ from ..hostlist import expand, fold
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-j", "--joblauncher",
-                        help="accepted for SCR compatibility (remote execution is chosen by "
-                             "SCR_REMOTE_EXEC / settings, not by the launcher)")
+                        help="the job's launcher (srun, jsrun, ...): unless SCR_REMOTE_EXEC "
+                             "or settings say otherwise, node tests reach the nodes through "
+                             "its one-node launch, as SCR did")
     parser.add_argument("-r", "--reason", action="store_true",
                         help="print 'node: reason' lines instead of a hostlist")
     parser.add_argument("-f", "--free", action="store_true",
@@ -33,7 +34,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    job = JobEnv(prefix=args.prefix)
+    job = JobEnv(prefix=args.prefix, launcher_hint=args.joblauncher)
     if args.free:
         job.environ["SCR_CHECK_FREE"] = "1"
     nodes = None

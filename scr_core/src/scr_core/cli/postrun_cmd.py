@@ -13,6 +13,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-j", "--joblauncher", help="accepted for SCR compatibility")
     parser.add_argument("-p", "--prefix", help="SCR prefix directory (default $SCR_PREFIX or .)")
     parser.add_argument("-v", "--verbose", action="store_true", help="say what is done")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--progress", action="store_true", default=None,
+                       help="show scavenge progress even when stderr is not a terminal")
+    shown.add_argument("-q", "--quiet", dest="progress", action="store_false",
+                       help="no progress line")
     parser.epilog = ("Scavenges, as SCR: output datasets that need a flush (ascending), then "
                      "checkpoints newest first until one is saved complete; that one becomes "
                      "CURRENT in the index.\n"
@@ -35,5 +40,6 @@ def run(args: argparse.Namespace) -> int:
         from ..scrlog import ScrLog
 
         log = ScrLog(job.prefix, job.job_id(), user=job.user())
-    ok = postrun(job, out=out, log=log)
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    ok = postrun(job, out=out, log=log, progress=sys.stderr.write if show else None)
     return 0 if ok else 1

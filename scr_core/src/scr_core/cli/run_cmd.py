@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         implicit = _implicit_allocation(environ, request.launcher_args)
         environ["SCR_LOCAL_DIR"] = implicit.path
     try:
-        job = JobEnv(environ=environ)
+        job = JobEnv(environ=environ, launcher_hint=request.launcher)
         job.registry.launcher_for_command(request.launcher)  # an unknown launcher fails first
         if (job.params.get("SCR_ENABLE") or "1").strip() == "0":
             return _plain(job, request)

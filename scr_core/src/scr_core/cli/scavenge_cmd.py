@@ -26,6 +26,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "<SCR_CNTL_BASE>/<user>/scr.<jobid> as each node sees it)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="say which nodes are down and what each dataset holds")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--progress", action="store_true", default=None,
+                       help="show progress (bytes, files, rate) even when stderr is not a "
+                            "terminal")
+    shown.add_argument("-q", "--quiet", dest="progress", action="store_false",
+                       help="no progress line")
     parser.epilog = (
         "Parameters: SCR_FILE_BUF_SIZE, SCR_CRC_ON_FLUSH (0: no CRC), SCR_AGENT_PYTHON, "
         "SCR_SCAVENGE_TIMEOUT, SCR_SCAVENGE_SYNC (fs|file|none). Per-node outputs are kept "
@@ -56,11 +62,13 @@ def run(args: argparse.Namespace) -> int:
         from ..scrlog import ScrLog
 
         log = ScrLog(job.prefix, job.require_job_id(), user=job.user())
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    progress = sys.stderr.write if show else None
     up, bad = pick_nodes(job, nodes, down=down, out=err if args.verbose else None)
     failed = []
     for dataset_id in args.ids:
         res = scavenge_dataset(job, dataset_id, up, down=bad, out=err if args.verbose else None,
-                               log=log, cntldir=args.cntldir)
+                               log=log, cntldir=args.cntldir, progress=progress)
         lines = res.describe()
         if res.complete:
             print(f"scr scavenge: {lines[0]}")

@@ -55,6 +55,14 @@ def scr_hostlist() -> None:
     sys.exit(run_script("hostlist"))
 
 
+def scr_scavenge() -> None:
+    sys.exit(run_script("scavenge"))
+
+
+def scr_index() -> None:
+    sys.exit(run_script("index"))
+
+
 def _launcher_wrapper(prog: str, words: list) -> None:
     from .main import main
 

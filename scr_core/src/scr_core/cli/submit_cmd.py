@@ -79,8 +79,15 @@ def run(args: argparse.Namespace) -> int:
         if text.isdigit():
             nodes = int(text)
         else:  # all / N% / fraction: sized from the partition's inventory
-            nodes = scheduler.auto_size(scheduler.inventory(rm, args.partition), text,
-                                        partition=args.partition)
+            inv = scheduler.inventory(rm, args.partition)
+            partition = args.partition
+            if partition is None:
+                parts = scheduler.partition_summary(inv)
+                if len(parts) > 1:
+                    raise UsageError(f"--nodes {text} needs --partition (partitions: "
+                                     f"{', '.join(parts)})")
+                partition = next(iter(parts), None)
+            nodes = scheduler.auto_size(inv, text, partition=partition)
     begin = None
     if args.begin:
         from ..timeparse import parse_time

@@ -10,7 +10,7 @@ import functools
 import os
 from typing import Any, Mapping
 
-from ..errors import JobEnvironmentError
+from ..errors import JobEnvironmentError, ScrError
 from ..interfaces import BackendContext, Launcher, RemoteExecutor, ResourceManager
 
 
@@ -30,12 +30,16 @@ class JobEnv:
         registry: Any = None,
         resource_manager: str | None = None,
         remote_exec: str | None = None,
+        launcher_hint: str | None = None,
     ) -> None:
         self.environ: dict[str, str] = dict(os.environ if environ is None else environ)
         self.prefix = os.path.abspath(prefix) if prefix else scr_prefix(self.environ)
         self._registry = registry
         self._rm_choice = resource_manager
         self._rexec_choice = remote_exec
+        # the launcher word of this job (scr run srun / -j srun): node checks can go through
+        # its one-node launch when nothing else is configured, as SCR did with pdsh + srun
+        self.launcher_hint = launcher_hint
 
     # -- configuration ------------------------------------------------------------------------
     @functools.cached_property
@@ -86,11 +90,30 @@ class JobEnv:
                                        environ=self.environ)
         return self._build(reg)
 
+    def _hinted_launcher(self) -> str | None:
+        """The launcher plugin named by the hint, or None (no hint, or no plugin claims it:
+        then node checks fall back to ssh rather than failing on a compatibility flag)."""
+        if not self.launcher_hint:
+            return None
+        try:
+            return self.registry.launcher_for_command(self.launcher_hint).spec.name
+        except ScrError:
+            return None
+
     @functools.cached_property
     def remote_executor(self) -> RemoteExecutor:
         setting = self.settings.get_raw("core", "remote_exec")
-        # with the local RM the nodes are virtual: only the local executor can reach them
-        default = "local" if self.resource_manager.name == "local" else "clustershell"
+        # Defaults: the local executor for virtual nodes (nothing else reaches them); the
+        # job's launcher when one is known (no ssh needed, works wherever the job runs);
+        # else ClusterShell over ssh.
+        if self.resource_manager.name == "local":
+            default = "local"
+        else:
+            default = "clustershell"
+            hinted = self._hinted_launcher()
+            if hinted is not None and "launcher" in self.registry.specs("remote_executor"):
+                default = "launcher"
+                self.environ.setdefault("SCR_LAUNCHER", hinted)
         reg = self.registry.select("remote_executor", self._rexec_choice, setting=setting,
                                    environ=self.environ, default=default)
         return self._build(reg)

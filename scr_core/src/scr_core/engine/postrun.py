@@ -20,8 +20,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 
-def postrun(job: Any, out: Callable[[str], None], log: Any = None) -> bool:
-    """True when nothing needed saving, or everything that needed saving was saved."""
+def postrun(job: Any, out: Callable[[str], None], log: Any = None,
+            progress: Callable[[str], Any] | None = None) -> bool:
+    """True when nothing needed saving, or everything that needed saving was saved.
+
+    ``progress``: where scavenge writes its progress line (a terminal), or None.
+    """
     if (job.params.get("SCR_ENABLE") or "1").strip() == "0":
         return True
     from ..control.flush import FlushFile
@@ -44,14 +48,15 @@ def postrun(job: Any, out: Callable[[str], None], log: Any = None) -> bool:
             " exist only in node-local cache and were NOT copied: scavenge is not available")
         return False
     try:
-        return _select_and_scavenge(job, flush, outputs, engine, out, log)
+        return _select_and_scavenge(job, flush, outputs, engine, out, log, progress)
     except ScrError as exc:
         out(f"postrun: {exc}")
         return False
 
 
 def _select_and_scavenge(job: Any, flush: Any, outputs: list, engine: Any,
-                         out: Callable[[str], None], log: Any) -> bool:
+                         out: Callable[[str], None], log: Any,
+                         progress: Callable[[str], Any] | None) -> bool:
     from ..control.index import IndexFile
 
     up, down = engine.pick_nodes(job, out=lambda m: out(f"postrun: {m}"))
@@ -60,7 +65,8 @@ def _select_and_scavenge(job: Any, flush: Any, outputs: list, engine: Any,
 
     def scavenge(dataset_id: int) -> Any:
         res = engine.scavenge_dataset(job, dataset_id, up, down=down,
-                                      out=lambda m: out(f"postrun: {m}"), log=log)
+                                      out=lambda m: out(f"postrun: {m}"), log=log,
+                                      progress=progress)
         attempted[dataset_id] = res
         for line in res.describe():
             out(f"postrun: {line}")

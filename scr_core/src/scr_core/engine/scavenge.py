@@ -50,6 +50,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -82,6 +83,29 @@ class FileProblem:
 
 
 @dataclass
+class _MetaView:
+    """The META fields verification needs, decoded as libscr's getters do."""
+
+    destination: str | None
+    complete: bool
+    size: int | None
+    crc: int | None
+    ranks: int | None
+
+    @classmethod
+    def of(cls, raw: Any) -> _MetaView:
+        from ..copy_agent import raw_complete, raw_int, raw_str
+
+        path, name = raw_str(raw, b"PATH"), raw_str(raw, b"NAME")
+        crc = raw_int(raw, b"CRC")
+        return cls(destination=None if path is None or name is None
+                   else os.path.join(path, name),
+                   complete=raw_complete(raw), size=raw_int(raw, b"SIZE"),
+                   crc=None if crc is None else crc & 0xFFFFFFFF,
+                   ranks=raw_int(raw, b"RANKS"))
+
+
+@dataclass
 class Verification:
     """What the batch node found in the prefix for one dataset."""
 
@@ -91,7 +115,19 @@ class Verification:
     problems: list[FileProblem] = field(default_factory=list)
     nfiles: int = 0
     nbytes: int = 0
-    dataset: DatasetDescriptor | None = None  # the first filemap's DSETDESC
+    first_filemap: str | None = None  # its DSETDESC describes the dataset
+
+    @property
+    def dataset(self) -> DatasetDescriptor | None:
+        """The first filemap's DSETDESC (read only when the flush file has none)."""
+        if self.first_filemap is None:
+            return None
+        from ..control.filemap import read_filemap
+
+        try:
+            return read_filemap(self.first_filemap).dataset
+        except (ScrError, OSError):
+            return None
 
     @property
     def complete(self) -> bool:
@@ -320,8 +356,7 @@ def verify_dataset(prefix: str, dataset_id: int,
     with a filemap CRC is accepted without reading it only when such a record says it was
     copied or found with exactly that CRC and size.
     """
-    from ..control.filemap import read_filemap
-    from ..copy_agent import crc_text, file_crc
+    from ..copy_agent import FilemapError, crc_text, file_crc, scan_filemap
 
     reports = reports or {}
     ver = Verification()
@@ -345,17 +380,19 @@ def verify_dataset(prefix: str, dataset_id: int,
     seen_ranks: set[int] = set()
     for rank, name in maps:
         seen_ranks.add(rank)
+        path = os.path.join(ddir, name)
         try:
-            fmap = read_filemap(os.path.join(ddir, name))
-        except (ScrError, OSError) as exc:
+            entries = scan_filemap(path)
+        except (FilemapError, ScrError, OSError) as exc:
             ver.problems.append(FileProblem(f".scr/scr.dataset.{dataset_id}/{name}",
                                             f"unreadable filemap: {exc}", rank))
             bad_ranks.add(rank)
             continue
-        if ver.dataset is None and fmap.dataset is not None:
-            ver.dataset = fmap.dataset
+        if ver.first_filemap is None:
+            ver.first_filemap = path
         rels: list[str] = []
-        for src, meta in fmap.files.items():
+        for src, raw in entries:
+            meta = None if raw is None else _MetaView.of(raw)
             if meta is None:
                 ver.problems.append(FileProblem(src, "filemap entry without META", rank))
                 bad_ranks.add(rank)
@@ -405,7 +442,7 @@ def _check_file(meta: Any, prefix: str, real_prefix: str, real_dirs: dict[str, s
     if placed is None:
         return f"destination {dst} is outside the prefix", ""
     real, rel = placed
-    if meta.complete is not True:
+    if not meta.complete:
         return "filemap says the file is incomplete (COMPLETE is not 1)", rel
     if meta.size is None:
         return "filemap has no SIZE", rel
@@ -526,6 +563,96 @@ def finish_dataset(prefix: str, dataset_id: int, ver: Verification, result: Scav
             out(f"dataset {dataset_id}: cannot mark it incomplete in the index: {exc}")
 
 
+# --------------------------------------------------------------------------- progress
+
+
+class _Progress:
+    """Batch-side progress of one dataset: what has arrived in the prefix, once a second.
+
+    The agents' own progress goes to their stderr, which remote execution captures; this
+    watches the prefix instead: the filemaps the agents copy first say what to expect, and
+    the destinations (and their ``.part`` files) how far the copies are.
+    """
+
+    def __init__(self, prefix: str, dataset_id: int, write: Callable[[str], Any]) -> None:
+        self.prefix = prefix
+        self.dataset_id = dataset_id
+        self.write = write
+        self.ddir = str(dataset_dir(prefix, dataset_id))
+        self.files: dict[str, list[tuple[str, int]]] = {}  # filemap -> [(dst, size)]
+        self.stop = threading.Event()
+        self.start = time.monotonic()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> _Progress:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.write("\n")
+
+    def _loop(self) -> None:
+        while not self.stop.wait(1.0):
+            self.tick()
+        self.tick()
+
+    def _learn(self) -> None:
+        from ..copy_agent import place_in_prefix, raw_int, raw_str, scan_filemap
+
+        try:
+            names = [n for n in os.listdir(self.ddir) if n.startswith("filemap_")]
+        except OSError:
+            return
+        real = os.path.realpath(self.prefix)
+        for name in names:
+            if name in self.files:
+                continue
+            try:
+                entries = scan_filemap(os.path.join(self.ddir, name))
+            except Exception:  # half-copied or bad: verification will say so
+                continue
+            got = []
+            for _src, raw in entries:
+                if raw is None:
+                    continue
+                path, base, size = raw_str(raw, b"PATH"), raw_str(raw, b"NAME"), \
+                    raw_int(raw, b"SIZE")
+                if path and base and size is not None:
+                    placed = place_in_prefix(os.path.join(path, base), self.prefix, real)
+                    if placed:
+                        got.append((placed[0], size))
+            self.files[name] = got
+
+    def tick(self) -> None:
+        from ..copy_agent import PART_SUFFIX
+        from ..units import format_bytes
+
+        self._learn()
+        total = done = nfiles = ndone = 0
+        for entries in self.files.values():
+            for dst, size in entries:
+                total += size
+                nfiles += 1
+                try:
+                    if os.stat(dst).st_size == size:
+                        done += size
+                        ndone += 1
+                        continue
+                except OSError:
+                    pass
+                head, base = os.path.split(dst)
+                try:
+                    done += os.stat(os.path.join(head, f".{base}{PART_SUFFIX}")).st_size
+                except OSError:
+                    pass
+        secs = max(time.monotonic() - self.start, 1e-6)
+        self.write(f"\rscavenge: dataset {self.dataset_id}: {format_bytes(done)} of "
+                   f"{format_bytes(total)}, {ndone}/{nfiles} files, "
+                   f"{format_bytes(int(done / secs))}/s   ")
+
+
 # --------------------------------------------------------------------------- scavenge
 
 
@@ -547,8 +674,13 @@ def scavenge_dataset(
     out: Out | None = None,
     log: Any = None,
     cntldir: str | None = None,
+    progress: Callable[[str], Any] | None = None,
 ) -> ScavengeResult:
-    """Copy dataset ``dataset_id`` from ``nodes`` to the prefix and verify it."""
+    """Copy dataset ``dataset_id`` from ``nodes`` to the prefix and verify it.
+
+    ``progress``: where to write a progress line (bytes, files, rate) while the agents
+    copy, e.g. ``sys.stderr.write`` when it is a terminal; None for none.
+    """
     prefix = job.prefix
     result = ScavengeResult(dataset_id=dataset_id, down_nodes=dict(down or {}))
     try:
@@ -572,8 +704,13 @@ def scavenge_dataset(
     argv = agent_argv(job, dataset_id, list(result.down_nodes), cntldir)
     start = time.time()
     _event(log, "SCAVENGE_START", out, dset=dataset_id, name=result.name)
-    remote = job.remote_executor.run(argv, list(nodes), fanout=_fanout(job),
-                                     timeout=_timeout(job))
+    executor = job.remote_executor
+    if progress is None:
+        remote = executor.run(argv, list(nodes), fanout=_fanout(job), timeout=_timeout(job))
+    else:
+        with _Progress(prefix, dataset_id, progress):
+            remote = executor.run(argv, list(nodes), fanout=_fanout(job),
+                                  timeout=_timeout(job))
     result.secs = time.time() - start
     _event(log, "SCAVENGE_END", out, dset=dataset_id, name=result.name, secs=result.secs)
     problem = _write_node_outputs(ddir, jobid, remote)
@@ -615,7 +752,7 @@ def scavenge_dataset(
 
 
 def scavenge_datasets(job: Any, ids: Sequence[int], out: Out,
-                      log: Any = None) -> bool:
+                      log: Any = None, progress: Callable[[str], Any] | None = None) -> bool:
     """Scavenge ``ids`` in order from the job's up nodes; True if all ended complete."""
     ids = list(ids)
     if not ids:
@@ -627,7 +764,8 @@ def scavenge_datasets(job: Any, ids: Sequence[int], out: Out,
         return False
     ok = True
     for dataset_id in ids:
-        res = scavenge_dataset(job, dataset_id, up, down=down, out=out, log=log)
+        res = scavenge_dataset(job, dataset_id, up, down=down, out=out, log=log,
+                               progress=progress)
         for line in res.describe():
             out(line)
         ok = ok and res.complete

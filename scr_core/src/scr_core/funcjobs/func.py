@@ -60,6 +60,7 @@ SYSTEM_ENV = "SCR_JOBS_SYSTEM"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 CLAIM_WAIT_SECONDS = 120.0
 UNKNOWN_POLLS = 3  # consecutive "unknown" answers before a job counts as gone
+DEATH_GRACE_SECONDS = 5.0
 
 
 class FunctionJobError(ScrError):
@@ -128,6 +129,10 @@ def job_hash(
         target = target.func
     for part in function_identity(target):
         h.update(part.encode() + b"\0")
+    owner = getattr(target, "__self__", None)
+    if owner is not None and not inspect.ismodule(owner):
+        # a bound method: the object it is bound to is an argument too
+        h.update(b"self\0" + _pickle(owner, "the method's object"))
     for i, arg in enumerate(args):
         if i not in ignore:
             h.update(b"a%d\0" % i + _pickle(arg, f"argument {i}"))
@@ -187,6 +192,9 @@ def _module_root(module_name: str) -> str | None:
 class FunctionJob:
     """A function call run as a batch job (see the module docstring)."""
 
+    #: seconds a batch job must stay ended without results before it counts as dead
+    death_grace: float = DEATH_GRACE_SECONDS
+
     def __init__(
         self,
         name: str,
@@ -214,11 +222,18 @@ class FunctionJob:
         kwargs = dict(kwargs or {})
         inputs = [os.fspath(f) for f in input_files]
         self.hash = job_hash(name, function, args, kwargs, inputs, hash_ignore)
-        row, claimed = self.db.create_or_attach(name, self.hash, self.config.stage_root)
+        row, new = self.db.create_or_attach(name, self.hash, self.config.stage_root)
         self._load(row)
-        self.recreated = not claimed  # attached to a job recorded before
-        if not claimed:
-            return
+        self.recreated = not new  # attached to a job recorded before
+        if not new:
+            # its creator may have died while staging it: then stage it again (identical)
+            if self.status == "created" and not os.path.exists(self._file(META)) and \
+                    self.db.claim(self.id):
+                if os.path.exists(self._file(META)):
+                    self.db.release(self.id)  # it finished meanwhile
+                    return
+            else:
+                return
         try:
             self._stage(function, args, kwargs, inputs, list(python_path))
         except BaseException:
@@ -442,7 +457,7 @@ class FunctionJob:
         if self.status == "created":
             raise FunctionJobError(f"job {self.id} was not started (call start first)")
         deadline = None if timeout is None or timeout <= 0 else time.monotonic() + timeout
-        last_chance = False
+        ended_since: float | None = None
         unknown = 0
         state = self.remote_status or ""
         while True:
@@ -460,22 +475,28 @@ class FunctionJob:
             if st is not None:
                 state = st.state
                 unknown = unknown + 1 if st.state == JobState.UNKNOWN else 0
-                ended = st.state in JobState.FINAL or unknown >= UNKNOWN_POLLS
-                if ended:
+                if st.state in JobState.FINAL or unknown >= UNKNOWN_POLLS:
                     sys_.stage_out(self.stage_dir, self.remote_dir or self.stage_dir)
                     done = self._done()
                     if done is not None:
                         return self._finish(done)
-                    if last_chance or st.state == JobState.CANCELLED:
+                    now = time.monotonic()
+                    ended_since = now if ended_since is None else ended_since
+                    # ended without results -- but file systems may lag the batch system,
+                    # and Slurm requeues a batch job whose node failed (NODE_FAIL, then
+                    # PENDING again): only an end that lasts is a death
+                    if st.state == JobState.CANCELLED or \
+                            now - ended_since >= self.death_grace:
                         self._died(st)
-                    last_chance = True  # file systems may lag the batch system: once more
+                else:
+                    ended_since = None
             if deadline is not None and time.monotonic() >= deadline:
                 raise JobTimeoutError(f"job {self.id} ({self.name}) not done after "
                                       f"{timeout:g}s (batch job {self.remote_id} is "
                                       f"{state or 'unknown'})")
             wait = check_interval if deadline is None else \
                 max(0.0, min(check_interval, deadline - time.monotonic()))
-            time.sleep(wait if not last_chance else min(wait, 0.5))
+            time.sleep(wait if ended_since is None else min(wait, 0.5))
 
     def _died(self, st: JobStatus) -> None:
         status = "cancelled" if st.state == JobState.CANCELLED else "died"

@@ -30,6 +30,7 @@ import os
 import re
 import socket
 import sqlite3
+import threading
 import time
 import uuid
 from typing import Any, Iterable, Iterator, Sequence
@@ -137,16 +138,34 @@ class JobsDB:
     def __init__(self, path: str, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
         self.path = os.path.abspath(path)
         self.busy_timeout = busy_timeout
+        self._conns: dict[tuple[int, int], sqlite3.Connection] = {}
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self._init()
 
     # -- connections --------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
+        # one connection per process and thread, reused (opening one per query is slow)
+        key = (os.getpid(), threading.get_ident())
+        cached = self._conns.get(key)
+        if cached is not None:
+            return cached
+        conn = self._open()
+        self._conns[key] = conn
+        return conn
+
+    def close(self) -> None:
+        for key, conn in list(self._conns.items()):
+            if key[0] == os.getpid():
+                conn.close()
+            del self._conns[key]
+
+    def _open(self) -> sqlite3.Connection:
         # autocommit mode: transactions are explicit (BEGIN IMMEDIATE) where they matter
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.create_function("REGEXP", 2, _regexp, deterministic=True)
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        conn.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL, much faster
         return conn
 
     @contextlib.contextmanager
@@ -162,8 +181,6 @@ class JobsDB:
                 raise
             raise JobsDBError(f"jobs database {self.path}: {exc} (if it stays locked, "
                               "'scr jobs unlock --rebuild')") from exc
-        finally:
-            conn.close()
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -172,20 +189,19 @@ class JobsDB:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("COMMIT")
+            finally:
+                if conn.in_transaction:  # an error, or a failed COMMIT: leave it clean
+                    conn.execute("ROLLBACK")
 
     def _init(self) -> None:
         deadline = time.monotonic() + self.busy_timeout
         while True:
             try:
                 with self._conn() as conn:
-                    # WAL: readers never block the writer; set once, stored in the file
+                    # WAL: readers never block the writer; stored in the file, set once
                     conn.execute("PRAGMA journal_mode = WAL")
-                    conn.execute("PRAGMA synchronous = NORMAL")
-                    conn.execute("BEGIN IMMEDIATE")
+                with self._transaction() as conn:
                     for stmt in _SCHEMA:
                         conn.execute(stmt)
                     row = conn.execute("SELECT value FROM meta WHERE key = ?",
@@ -194,10 +210,8 @@ class JobsDB:
                         conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)",
                                      ("schema", str(SCHEMA_VERSION)))
                     elif int(row["value"]) > SCHEMA_VERSION:
-                        conn.execute("ROLLBACK")
                         raise JobsDBError(f"{self.path}: written by a newer scr (schema "
                                           f"{row['value']} > {SCHEMA_VERSION})")
-                    conn.execute("COMMIT")
                 return
             except JobsDBError as exc:
                 # first use by several processes at once: the journal-mode switch can
@@ -205,8 +219,6 @@ class JobsDB:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-            except sqlite3.DatabaseError as exc:
-                raise JobsDBError(f"{self.path} is not a jobs database: {exc}") from exc
 
     # -- rows ---------------------------------------------------------------------------------
     @staticmethod
@@ -228,9 +240,9 @@ class JobsDB:
                          system: str | None = None) -> tuple[dict[str, Any], bool]:
         """The live job of (name, hash), or a new ``created`` one claimed by this process.
 
-        Returns ``(row, claimed)``; ``claimed`` means this process holds the job's claim and
-        must stage it (and release the claim). A ``created`` job whose claimant died is
-        claimed again (its staging is redone: it is identical by construction).
+        Returns ``(row, new)``; a new job is claimed by this process, which must stage it
+        and then release the claim. The check and the insert are one transaction, so of
+        several processes creating the same job at once exactly one creates it.
         """
         me = owner_id()
         now = time.time()
@@ -239,11 +251,6 @@ class JobsDB:
                 "SELECT * FROM jobs WHERE name = ? AND hash = ? AND status IN "
                 "(?, ?, ?, ?, ?)", (name, hash_, *LIVE)).fetchone()
             if row is not None:
-                if row["status"] == "created" and not owner_alive(row["lock_owner"],
-                                                                  row["lock_time"]):
-                    conn.execute("UPDATE jobs SET lock_owner = ?, lock_time = ?, updated = ? "
-                                 "WHERE id = ?", (me, now, now, row["id"]))
-                    return dict(row, lock_owner=me, lock_time=now), True
                 return dict(row), False
             job_id = f"{name}_{hash_[:16]}_{uuid.uuid4().hex[:8]}"
             stage_dir = os.path.join(os.path.abspath(stage_root), job_id)
@@ -361,6 +368,7 @@ class JobsDB:
         """Copy the database into a fresh file and swap it in (what to do when a crashed
         process or a network file system left the file locked for good). The old file is
         kept as ``<db>.old``; returns its path. Other processes must not be using it."""
+        self.close()
         tmp = self.path + ".rebuild"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

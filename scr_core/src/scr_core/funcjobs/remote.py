@@ -83,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rm", default=None, help="resource manager plugin")
     parser.add_argument("--dir", default=None)
     parser.add_argument("ids", nargs="*")
-    args = parser.parse_args(argv)
+    # intermixed: ids may follow --rm NAME (plain parsing would give them to nobody)
+    args = parser.parse_intermixed_args(argv)
     if args.action in ("mkdir", "clean") and not args.dir:
         print(f"{args.action}: --dir is required", file=sys.stderr)
         return EXIT_USAGE

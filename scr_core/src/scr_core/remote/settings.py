@@ -29,7 +29,7 @@ class RemoteSettings(BaseModel):
         json_schema_extra={"env": "SCR_REMOTE_WORKER"},
     )
     wrapper: List[str] = Field(
-        default_factory=list,
+        [],
         description="per-node wrapper argv for the exec worker / pdsh -R exec, with %h for "
                     "the node, e.g. [srun, -N1, -n1, -w, '%h'] or [lab, on, '%h']",
         json_schema_extra={"env": "SCR_REMOTE_WRAPPER"},
@@ -41,7 +41,7 @@ class RemoteSettings(BaseModel):
     ssh_path: Optional[str] = Field(None, description="ssh program for the ClusterShell ssh worker")
     ssh_user: Optional[str] = Field(None, description="remote user name for ssh (default: ours)")
     ssh_options: List[str] = Field(
-        default_factory=list,
+        [],
         description="extra ssh options, e.g. ['-F', '/path/ssh_config']; the ClusterShell ssh "
                     "worker, and pdsh through PDSH_SSH_ARGS_APPEND (which pdsh splits at "
                     "spaces)",
@@ -49,10 +49,12 @@ class RemoteSettings(BaseModel):
     connect_timeout: float = Field(10.0, description="seconds to wait for an ssh connection")
     fanout: Optional[int] = Field(
         None, ge=1, description="nodes contacted at once; overrides what callers ask for "
-                                "(default: core.remote_fanout)")
+                                "(default: core.remote_fanout)",
+        json_schema_extra={"env": "SCR_REMOTE_FANOUT"})
     timeout: Optional[float] = Field(
         None, gt=0, description="per-node command timeout in seconds; overrides what callers "
-                                "ask for (default: each caller's own timeout)")
+                                "ask for (default: each caller's own timeout)",
+        json_schema_extra={"env": "SCR_REMOTE_TIMEOUT"})
     unreachable_rc: Optional[int] = Field(
         255, description="exit code meaning 'node not reached' (ssh, scr local exec, srun "
                          "wrappers use 255); null disables")
