@@ -93,6 +93,33 @@ def test_config_shows_sources(scr_env, tmp_path):
     assert "#local:" in t.stdout and "kill_on_bad_exit" in t.stdout
 
 
+def test_config_template_uncommented_is_a_valid_settings_file(scr_env, tmp_path):
+    """Every key line of the template, uncommented, loads and gives back the defaults."""
+    import re
+
+    t = subprocess.run(scr("config", "template"), env=scr_env, capture_output=True, text=True,
+                       timeout=60)
+    assert t.returncode == 0, t.stderr
+    assert "Undefined" not in t.stdout
+    keys = [line[1:] for line in t.stdout.splitlines()
+            if re.match(r"^#([a-z_]+:$|  [a-z_]+: .*)$", line)]
+    assert "  script: []" in keys and "  wrapper: []" in keys  # default_factory fields
+    conf = tmp_path / "settings.yaml"
+    conf.write_text("\n".join(keys) + "\n")
+    env = {k: v for k, v in scr_env.items() if not k.startswith("SCR_LOCAL")}
+    shown = subprocess.run(scr("config", "settings"), env=dict(env, SCR_SETTINGS_FILE=str(conf)),
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    defaults = subprocess.run(scr("config", "settings"), env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and defaults.returncode == 0, shown.stderr + defaults.stderr
+
+    def values(text):
+        return {line.split("    [")[0] for line in text.splitlines() if " = " in line}
+
+    assert values(shown.stdout) == values(defaults.stdout)
+    assert f"[{conf}:" in shown.stdout
+
+
 def test_version_and_module_entry(scr_env):
     r = subprocess.run(scr("--version"), env=scr_env, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("scr ")
@@ -110,3 +137,21 @@ def test_scr_named_console_scripts_exist(scr_env):
     r = subprocess.run(["scr_hostlist", "--count", "n[1-5,9]"], env=scr_env,
                        capture_output=True, text=True)
     assert (r.returncode, r.stdout.strip()) == (0, "6")
+
+
+def test_local_exec_honours_injected_faults(scr_env, tmp_path):
+    """`scr local exec` is the manual remote exec: a node's injected fault applies to it."""
+    script = (
+        "scr local fault vnode2 fail; scr local exec vnode2 echo hi; echo rc=$?\n"
+        "scr local fault vnode2 garbage; scr local exec vnode2 echo hi | tr -d '\\000'; "
+        "echo rc=$?\n"
+        "scr local fault vnode2 none; scr local exec vnode2 echo hi; echo rc=$?\n"
+        "scr local fault vnode1 hang; timeout 3 scr local exec vnode1 echo hi; echo rc=$?\n")
+    r = subprocess.run(scr("local", "alloc", "-N2", "--", "sh", "-c", script), env=scr_env,
+                       cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "rc=255"
+    assert "vnode2: injected failure" in r.stderr
+    assert "#!garbage" in r.stdout and "\nihrc=0" in r.stdout  # mangled: output reversed
+    assert "hi\nrc=0" in r.stdout
+    assert r.stdout.rstrip().endswith("rc=124")  # hung until killed

@@ -54,9 +54,11 @@ def exit_code(text: str) -> int:
     return int(m.group(1))
 
 
-def env_lines(prefix: Path, **extra: str) -> str:
+def env_lines(prefix: Path, node_tests: bool = False, **extra: str) -> str:
+    """Exports for the batch script; the node tests are off unless the test is about them
+    (they add seconds per check and the RM already knows about crashed/drained nodes)."""
     values = {"SCR_PREFIX": str(prefix), "SCR_RUN_SETTLE_SECONDS": "2",
-              "SCR_NODE_TESTS": "none", **extra}
+              **({} if node_tests else {"SCR_NODE_TESTS": "none"}), **extra}
     return "".join(f"export {k}='{v}'\n" for k, v in values.items())
 
 
@@ -77,6 +79,32 @@ def test_node_crash_relaunch_with_exclude_and_resume(slurm, tmp_path):
     assert re.search(r"restarting from checkpoint ckpt\.\d+", text), text
     assert "finished all 300 steps" in text
     assert re.search(r"^n4: .*not responding", text, re.M | re.I), text
+
+
+def test_default_node_tests_exclude_a_node_slurm_thinks_is_fine(slurm, tmp_path):
+    """Nothing configured: the default node tests (ping, echo, dir_capacity) run through the
+    job's launcher (srun -N1 -w NODE, no ssh) and catch a node whose cache file system is
+    full, which Slurm does not know about; scr_run excludes it and runs on the other 3."""
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    fill = "/dev/shm/scr-test-fill"
+    # n2's private /dev/shm (the default cache base) is filled up: writes fail with ENOSPC
+    slurm.lab("on", "n2", "sh", "-c", f"cat /dev/zero > {fill} 2>/dev/null; true")
+    try:
+        body = (env_lines(prefix, node_tests=True, SCR_MIN_NODES="3") +
+                f"{PY} -m scr_core list-down-nodes --reason -j srun; echo LIST_EXIT=$?\n"
+                f"{PY} -m scr_core run srun -N4 {DEMO} --steps 20\n"
+                "echo SCR_RUN_EXIT=$?\n")
+        jid, out = submit(slurm, tmp_path, body, "-N4", "-t", "10")
+        text = finish(slurm, jid, out, timeout=300)
+    finally:
+        slurm.lab("on", "n2", "rm", "-f", fill)
+    assert "LIST_EXIT=0" in text, text
+    assert re.search(r"^n2: Failed dir check: .*(No space|space)", text, re.M | re.I), text
+    assert not re.search(r"^n[134]: ", text, re.M), text  # the healthy nodes passed all tests
+    assert exit_code(text) == 0, text
+    assert "run 1 of 1 on 3 node(s), excluding n2" in text
+    assert "finished all 20 steps" in text
 
 
 def test_drained_node_excluded_before_first_launch_and_min_nodes(slurm, tmp_path):

@@ -21,6 +21,7 @@ they exist, and pydantic is only imported when a section is used: start-up time 
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Mapping, Optional
 
@@ -185,16 +186,16 @@ class Settings:
             lines.append(f"# {desc}")
             lines.append(f"#{name}:")
             for fname, field in model.model_fields.items():
-                default = field.default
+                # default_factory fields (lists, dicts) have no .default: call the factory
+                default = field.get_default(call_default_factory=True)
                 extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) \
                     else {}
                 help_text = field.description or ""
                 if extra.get("env"):
                     help_text += f" (env {extra['env']})"
                 lines.append(f"#  # {help_text}")
-                shown = "null" if default is None else repr(default) if isinstance(
-                    default, str) else str(default).lower() if isinstance(default, bool) \
-                    else default
+                # JSON is YAML flow syntax: strings quoted, lists/dicts inline, null/true/false
+                shown = json.dumps(default, default=str)
                 lines.append(f"#  {fname}: {shown}")
             lines.append("")
         return "\n".join(lines)

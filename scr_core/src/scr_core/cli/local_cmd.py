@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 from ..errors import JobEnvironmentError, UsageError
 from ..local.allocation import ENV_DIR, FAULTS, LocalAllocation
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         if alloc.is_crashed(args.node):
             print(f"scr local exec: {args.node} is not responding", file=sys.stderr)
             return 255
+        if alloc.fault(args.node):  # injected faults apply to exec as to remote exec
+            return _exec_with_fault(alloc, args.node, cmd)
         storage = alloc.node_storage(args.node)
         env = dict(os.environ, SCR_LOCAL_NODE=args.node, SCR_LOCAL_NODE_DIR=storage,
                    SCR_CNTL_BASE=storage, SCR_CACHE_BASE=storage)
@@ -93,6 +96,24 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"scr local exec: cannot run {cmd[0]}: {exc.strerror}") from exc
     return 0
+
+
+def _exec_with_fault(alloc: LocalAllocation, node: str, cmd: list[str]) -> int:
+    """A node with an injected fault behaves for ``exec`` exactly as for the remote executor
+    (fail: exit 255; hang: never returns; garbage: mangled output), through the same code."""
+    from ..interfaces import BackendContext
+    from ..local.backend import LocalRemoteExecutor
+
+    if alloc.fault(node) == "hang" and not alloc.is_crashed(node):
+        # hang here, not in a detached child that would outlive a killed 'exec'
+        while True:
+            time.sleep(3600)
+    rexec = LocalRemoteExecutor(BackendContext(environ=dict(os.environ)))
+    result = rexec._run_one(alloc, node, cmd, None)
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr + ("\n" if result.stderr and
+                                       not result.stderr.endswith("\n") else ""))
+    return 255 if result.rc is None else result.rc
 
 
 def _alloc(args: argparse.Namespace) -> int:
