@@ -99,6 +99,7 @@ def test_default_node_tests_exclude_a_node_slurm_thinks_is_fine(slurm, tmp_path)
         text = finish(slurm, jid, out, timeout=300)
     finally:
         slurm.lab("on", "n2", "rm", "-f", fill)
+    print(text)  # shown with pytest -s
     assert "LIST_EXIT=0" in text, text
     assert re.search(r"^n2: Failed dir check: .*(No space|space)", text, re.M | re.I), text
     assert not re.search(r"^n[134]: ", text, re.M), text  # the healthy nodes passed all tests
