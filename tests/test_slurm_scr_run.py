@@ -9,6 +9,8 @@ short time limit, ``scr halt --immediate`` from outside the job.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -235,3 +237,49 @@ def test_kill_jobstep_kills_the_right_step(slurm, tmp_path):
     finally:
         for p in steps:
             p.kill()
+
+
+def test_scr_submit_resilient_job_survives_a_node_crash(slurm, tmp_path):
+    """The batch path in one command: `scr submit` writes and submits the job (--no-kill on
+    by default, body `scr run srun ...`); a node crash mid-run is survived; `scr jobs status`
+    reports the job completed."""
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    out = tmp_path / "submitted.out"
+    # Our side reaches slurmctld through the lab's client wrappers (settings file); the job
+    # itself runs on n1 where the plain clients work, so it gets a settings file without them.
+    lab_conf = tmp_path / "lab.yaml"
+    lab_conf.write_text("slurm:\n" + "".join(
+        f"  {c}: {slurm.client(c)}\n" for c in ("sbatch", "squeue", "scontrol", "scancel",
+                                               "sacct", "sinfo")))
+    job_conf = tmp_path / "job.yaml"
+    job_conf.write_text("{}\n")
+    env = slurm.env(PATH=os.path.dirname(PY) + os.pathsep + os.environ.get("PATH", ""),
+                    HOME=str(tmp_path), SCR_PREFIX=str(prefix), SCR_RUN_SETTLE_SECONDS="2",
+                    SCR_NODE_TESTS="none", SCR_SETTINGS_FILE=str(lab_conf))
+    r = subprocess.run(
+        [PY, "-m", "scr_core", "submit", "--rm", "slurm", "-N", "4", "-t", "10m",
+         "-J", "scr-resilient", "-o", str(out), "--env", "SCR_MIN_NODES=3",
+         "--env", "SCR_RUNS=3", "--env", f"SCR_SETTINGS_FILE={job_conf}", "--json",
+         "--", "srun", "-N4", *DEMO.split(), "--steps", "300"],
+        env=env, cwd=prefix, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    record = json.loads(r.stdout)
+    jid = record["job_id"]
+    script = Path(record["script"]).read_text()
+    assert "#SBATCH --no-kill" in script and " run srun -N4 " in script, script
+    wait_file(prefix / ".scr" / "index.scr", 90, "the first checkpoint")
+    slurm.lab("crash", "n4")
+    deadline = time.monotonic() + 240
+    while True:
+        st = subprocess.run([PY, "-m", "scr_core", "jobs", "status", "--rm", "slurm", jid,
+                             "--json"], env=env, capture_output=True, text=True, timeout=60)
+        assert st.returncode == 0, st.stderr
+        state = json.loads(st.stdout)[jid]["state"]
+        if state not in ("pending", "running") or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    text = out.read_text() if out.exists() else ""
+    assert state == "completed", f"{state}\n{text}"
+    assert "node n4 is down" in text and "excluding n4" in text, text
+    assert "finished all 300 steps" in text, text
