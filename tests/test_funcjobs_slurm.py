@@ -91,7 +91,8 @@ def test_function_job_on_a_crashed_node_dies(slurm, rm, lab_env):
     assert job.db.get(job.id)["status"] == "died"
 
 
-def test_scheduler_api_states_and_chunks(slurm, rm):
+def test_scheduler_api_states_and_chunks(slurm, rm, tmp_path):
+    out = str(tmp_path / "slurm-%j.out")  # not Slurm's default: the cwd (the checkout)
     assert scheduler.available(rm)
     nodes = scheduler.inventory(rm, "debug")
     assert scheduler.auto_size(nodes, "all", partition="debug") == 4
@@ -99,12 +100,15 @@ def test_scheduler_api_states_and_chunks(slurm, rm):
     assert scheduler.partition_chunks(rm, "debug", chunks=2, selection="distributed") == \
         [["n1", "n3"], ["n2", "n4"]]
     held = scheduler.submit(rm, scheduler.make_request(
-        ["sleep", "300"], wrap=False, job_name="scr-held", nodes=1, time_limit=600),
+        ["sleep", "300"], wrap=False, job_name="scr-held", nodes=1, time_limit=600,
+        output=out),
         hold=True)
     run = scheduler.submit(rm, scheduler.make_request(
-        ["sleep", "300"], wrap=False, job_name="scr-run", nodes=1, time_limit=600))
+        ["sleep", "300"], wrap=False, job_name="scr-run", nodes=1, time_limit=600,
+        output=out))
     fails = scheduler.submit(rm, scheduler.make_request(
-        ["sh", "-c", "exit 4"], wrap=False, job_name="scr-fail", nodes=1, time_limit=600))
+        ["sh", "-c", "exit 4"], wrap=False, job_name="scr-fail", nodes=1, time_limit=600,
+        output=out))
     slurm.wait_job(run.job_id, "RUNNING", 60)
     st = scheduler.wait(rm, [fails.job_id], timeout=90, interval=0.5)
     assert st[fails.job_id].state == JobState.FAILED

@@ -63,6 +63,19 @@ def expand_wrapper(wrapper: Sequence[str], node: str) -> list[str]:
     return [_PATTERN_RE.sub(sub, a) for a in wrapper]
 
 
+def checked_request(
+    settings: Any, argv: Sequence[str], nodes: Sequence[str], fanout: int,
+    timeout: float | None,
+) -> tuple[list[str], list[str], int, float | None]:
+    """What every executor's ``run`` checks first: a non-empty argv (as strings), valid
+    unique node names, and the fanout/timeout the settings allow."""
+    argv = [str(a) for a in argv]
+    if not argv:
+        raise UsageError("remote exec: empty command")
+    fanout, timeout = effective_limits(settings, fanout, timeout)
+    return argv, check_nodes(nodes), fanout, timeout
+
+
 def effective_limits(settings: Any, fanout: int, timeout: float | None) -> tuple[int, float | None]:
     """Fanout and per-node timeout: the ``remote`` settings override what the caller asked."""
     if getattr(settings, "fanout", None):

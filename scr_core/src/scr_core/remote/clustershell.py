@@ -33,12 +33,11 @@ import shutil
 import subprocess
 from typing import Any, Sequence
 
-from ..errors import RemoteExecError, UsageError
+from ..errors import RemoteExecError
 from ..interfaces import NodeResult, RemoteExecutor, RemoteResult
 from ._common import (
-    check_nodes,
+    checked_request,
     decode,
-    effective_limits,
     expand_wrapper,
     require_per_node_wrapper,
     settings_or_default,
@@ -189,14 +188,11 @@ class ClusterShellRemoteExecutor(RemoteExecutor):
         fanout: int = 64,
         timeout: float | None = 60.0,
     ) -> RemoteResult:
-        argv = [str(a) for a in argv]
-        if not argv:
-            raise UsageError("remote exec: empty command")
-        nodes = check_nodes(nodes)
+        argv, nodes, fanout, timeout = checked_request(self.settings, argv, nodes, fanout,
+                                                       timeout)
         result = RemoteResult()
         if not nodes:
             return result
-        fanout, timeout = effective_limits(self.settings, fanout, timeout)
         try:
             from ClusterShell.Task import task_self
         except ImportError as exc:

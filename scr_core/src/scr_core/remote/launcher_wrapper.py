@@ -19,9 +19,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
-from ..errors import RemoteExecError, ScrError, UsageError
+from ..errors import RemoteExecError, ScrError
 from ..interfaces import NodeResult, RemoteExecutor, RemoteResult
-from ._common import check_nodes, decode, effective_limits, settings_or_default
+from ._common import checked_request, decode, settings_or_default
 
 
 def run_argv_per_node(
@@ -102,13 +102,10 @@ class LauncherRemoteExecutor(RemoteExecutor):
         fanout: int = 64,
         timeout: float | None = 60.0,
     ) -> RemoteResult:
-        argv = [str(a) for a in argv]
-        if not argv:
-            raise UsageError("remote exec: empty command")
-        nodes = check_nodes(nodes)
+        argv, nodes, fanout, timeout = checked_request(self.settings, argv, nodes, fanout,
+                                                       timeout)
         if not nodes:
             return RemoteResult()
-        fanout, timeout = effective_limits(self.settings, fanout, timeout)
         launcher = self.launcher()
         try:
             commands = {n: list(launcher.one_node_argv(n, argv)) for n in nodes}

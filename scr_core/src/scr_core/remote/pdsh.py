@@ -51,12 +51,11 @@ import subprocess
 import tempfile
 from typing import Any, Sequence
 
-from ..errors import RemoteExecError, UsageError
+from ..errors import RemoteExecError
 from ..interfaces import NodeResult, RemoteExecutor, RemoteResult
 from ._common import (
-    check_nodes,
+    checked_request,
     decode,
-    effective_limits,
     require_per_node_wrapper,
     settings_or_default,
 )
@@ -199,13 +198,10 @@ class PdshRemoteExecutor(RemoteExecutor):
         fanout: int = 64,
         timeout: float | None = 60.0,
     ) -> RemoteResult:
-        argv = [str(a) for a in argv]
-        if not argv:
-            raise UsageError("remote exec: empty command")
-        nodes = check_nodes(nodes)
+        argv, nodes, fanout, timeout = checked_request(self.settings, argv, nodes, fanout,
+                                                       timeout)
         if not nodes:
             return RemoteResult()
-        fanout, timeout = effective_limits(self.settings, fanout, timeout)
         pdsh = shutil.which(self.settings.pdsh)
         if pdsh is None:
             raise RemoteExecError(f"pdsh remote exec: '{self.settings.pdsh}' not found "

@@ -1,0 +1,84 @@
+"""Running a resource manager's client commands and launcher processes, for plugin authors.
+
+Argv lists only (never a shell string), a timeout on every query, and failures raised as the
+plugin's own :class:`~scr_core.errors.ScrError` subclass with the cause chained, so the CLI
+prints one line and exits with that error's documented code. The LSF and Flux plugins use
+these as they are; Slurm's plugin wraps the same ideas with its own environment rules.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from typing import Mapping, Optional, Sequence
+
+from .errors import ScrError
+
+
+def run_client(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    timeout: float,
+    error: type[ScrError],
+    *,
+    stdin_text: Optional[str] = None,
+    not_found_hint: str = "",
+) -> subprocess.CompletedProcess:
+    """Run ``argv`` to completion and capture its output as text.
+
+    A missing command, a timeout or an OS error raises ``error`` (``not_found_hint`` is
+    added to the "command not found" message, e.g. ``"is LSF in PATH?"``). A non-zero exit
+    is returned, not raised: the clients of LSF and Flux print partial results for the ids
+    they know and an error for the others, and only the caller can tell which matters."""
+    try:
+        return subprocess.run(
+            list(argv), env=dict(env), input=stdin_text,
+            stdin=None if stdin_text is not None else subprocess.DEVNULL,
+            capture_output=True, text=True, encoding="utf-8", errors="replace",
+            timeout=timeout, check=False)
+    except FileNotFoundError as exc:
+        hint = f" ({not_found_hint})" if not_found_hint else ""
+        raise error(f"{argv[0]}: command not found{hint}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise error(f"{' '.join(argv[:3])}: no answer within {timeout:g} s") from exc
+    except OSError as exc:
+        raise error(f"{argv[0]}: cannot run: {exc}") from exc
+
+
+def describe_failure(cp: subprocess.CompletedProcess) -> str:
+    """One-line description of a failed command for error messages: its exit code and the
+    last line it printed on stderr (else stdout)."""
+    text = (cp.stderr or cp.stdout or "").strip().splitlines()
+    return f"exit {cp.returncode}" + (f": {text[-1]}" if text else "")
+
+
+def signal_process(proc: subprocess.Popen, sig: int) -> None:
+    """Signal a launcher process itself, ignoring one that has already gone. Launchers stay
+    in our process group (so a terminal's Ctrl-C and stdin reach them as without scr) and
+    forward signals to their tasks, as srun, jsrun, lrun and flux job attach do."""
+    try:
+        proc.send_signal(sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop_process(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM a launcher, SIGKILL it after ``grace`` seconds; returns once it is reaped."""
+    if proc.poll() is not None:
+        return
+    signal_process(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if proc.poll() is None:
+        signal_process(proc, signal.SIGKILL)
+        proc.wait()
+
+
+def wait_code(proc: subprocess.Popen, timeout: Optional[float]) -> Optional[int]:
+    """Exit code of ``proc`` within ``timeout`` seconds (None: wait forever), else None."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
