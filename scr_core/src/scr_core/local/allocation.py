@@ -66,6 +66,8 @@ class LocalAllocation:
             raise JobEnvironmentError(f"cannot read {meta_path}: {exc}") from exc
         self.job_id: str = str(meta["job_id"])
         self.nodes: list[str] = list(meta["nodes"])
+        #: membership tests (every launch checks every node: a list made it quadratic)
+        self.node_set: frozenset[str] = frozenset(self.nodes)
         self.end_time: int = int(meta.get("end_time", -1))
         self.created: float = float(meta.get("created", 0))
 
@@ -108,7 +110,7 @@ class LocalAllocation:
 
     # -- node state --------------------------------------------------------------------------
     def _node_dir(self, node: str) -> str:
-        if node not in self.nodes:
+        if node not in self.node_set:
             raise UsageError(
                 f"'{node}' is not a node of local allocation {self.job_id} "
                 f"({', '.join(self.nodes)})"

@@ -216,7 +216,7 @@ class LocalLauncher(Launcher):
         dead = [n for n in alloc.nodes if alloc.is_crashed(n)]
         if nodes is not None:
             chosen = list(nodes)
-            unknown = [n for n in chosen if n not in alloc.nodes]
+            unknown = [n for n in chosen if n not in alloc.node_set]
             if unknown:
                 raise LaunchError(f"local launcher: nodes not in the allocation: "
                                   f"{','.join(unknown)}")
@@ -434,7 +434,7 @@ class LocalRemoteExecutor(RemoteExecutor):
         result = RemoteResult()
         for n in nodes:
             result[n] = NodeResult(rc=None)
-        unknown = [n for n in nodes if n not in alloc.nodes]
+        unknown = [n for n in nodes if n not in alloc.node_set]
         for n in unknown:
             result[n] = NodeResult(rc=None, stderr=f"{n}: not a node of this allocation",
                                    unreachable=True)
