@@ -19,7 +19,7 @@ import abc
 import dataclasses
 import subprocess
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .errors import NotSupportedError
 
@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 
-@dataclasses.dataclass
 class BackendContext:
     """What every backend is constructed with.
 
@@ -48,12 +47,45 @@ class BackendContext:
     tests); ``settings`` is this plugin's validated config section (a pydantic model, or
     ``None`` when the plugin declares none); ``prefix`` is SCR_PREFIX; ``params`` is the
     :class:`scr_core.params.Params` view of SCR parameters.
+
+    ``settings`` may be given as a ``settings_loader`` instead (what :class:`JobEnv` does): a
+    callable validating the section, called on the first read of ``settings``. A backend
+    that never reads its settings then never pays for validation (nor for importing
+    pydantic); one that does gets the section's :class:`~scr_core.errors.ConfigError` at
+    that read.
     """
 
-    environ: Mapping[str, str]
-    settings: Any = None
-    prefix: str = "."
-    params: Any = None
+    __slots__ = ("_loader", "_settings", "environ", "params", "prefix")
+
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        settings: Any = None,
+        prefix: str = ".",
+        params: Any = None,
+        settings_loader: Callable[[], Any] | None = None,
+    ) -> None:
+        self.environ = environ
+        self._settings = settings
+        self._loader = settings_loader
+        self.prefix = prefix
+        self.params = params
+
+    @property
+    def settings(self) -> Any:
+        if self._loader is not None:
+            self._settings = self._loader()  # raises ConfigError on a bad section, every time
+            self._loader = None
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: Any) -> None:
+        self._settings, self._loader = value, None
+
+    def __repr__(self) -> str:
+        shown = "<not loaded>" if self._loader is not None else repr(self._settings)
+        return (f"BackendContext(environ=<{len(self.environ)} variables>, settings={shown}, "
+                f"prefix={self.prefix!r}, params={self.params!r})")
 
 
 def _unsupported(backend: object, what: str) -> NotSupportedError:
