@@ -33,26 +33,56 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from typing import Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 import pluggy
 
-from .interfaces import (
-    BackendContext,
-    JobRecord,
-    JobState,
-    JobStatus,
-    JobStep,
-    Launcher,
-    NodeInfo,
-    NodeResult,
-    NodeTest,
-    RemoteExecutor,
-    RemoteResult,
-    ResourceManager,
-    SubmitRequest,
-)
+# The interfaces (re-exported here for plugin authors) are imported on first access of one of
+# these names, not with this module: registering plugins and selecting a backend must not pay
+# for abc, subprocess and the interface classes (see the module __getattr__ below).
+_INTERFACES = frozenset((
+    "BackendContext",
+    "JobRecord",
+    "JobState",
+    "JobStatus",
+    "JobStep",
+    "Launcher",
+    "NodeInfo",
+    "NodeResult",
+    "NodeTest",
+    "RemoteExecutor",
+    "RemoteResult",
+    "ResourceManager",
+    "SubmitRequest",
+))
+
+if TYPE_CHECKING:
+    from .interfaces import (
+        BackendContext,
+        JobRecord,
+        JobState,
+        JobStatus,
+        JobStep,
+        Launcher,
+        NodeInfo,
+        NodeResult,
+        NodeTest,
+        RemoteExecutor,
+        RemoteResult,
+        ResourceManager,
+        SubmitRequest,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _INTERFACES:
+        from . import interfaces
+
+        value = getattr(interfaces, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 PROJECT_NAME = "scr"
 ENTRY_POINT_GROUP = "scr.plugins"
@@ -96,6 +126,8 @@ def load_object(ref: Any) -> Any:
     """Resolve ``"package.module:attr"`` (or return ``ref`` if it is already an object)."""
     if not isinstance(ref, str):
         return ref
+    import importlib
+
     module_name, _, attr = ref.partition(":")
     obj = importlib.import_module(module_name)
     for part in attr.split(".") if attr else ():

@@ -8,6 +8,10 @@ Discovery: every entry point of the group ``scr.plugins`` is a plugin module hol
     CI should set it.
 ``SCR_PLUGINS_BLOCK=name[,name...]``
     never load the named plugins (entry-point names, as ``scr plugins`` shows them).
+``SCR_PLUGINS_CACHE=0``
+    scan the installed distributions on every call instead of reading the entry-point cache
+    (``$XDG_CACHE_HOME/scr``, see :mod:`scr_core.entry_points`; it is invalidated by any
+    install, uninstall or change of a distribution on ``sys.path``).
 
 Selection of the one backend of a kind in use (:meth:`Registry.select`): an explicit choice
 (command-line option > environment variable > settings file) must name a registered backend;
@@ -74,24 +78,14 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "yes", "true", "on")
 
 
-def _iter_entry_points(group: str) -> Iterable[tuple[str, str, str, str]]:
-    """(name, module, distribution, version) for every entry point of ``group``.
+def _iter_entry_points(
+    group: str, environ: Mapping[str, str] | None = None
+) -> Iterable[tuple[str, str, str, str]]:
+    """(name, module, distribution, version) for every entry point of ``group``, through
+    the entry-point cache of :mod:`scr_core.entry_points` (``SCR_PLUGINS_CACHE=0``: none)."""
+    from .entry_points import entry_points
 
-    Walks distributions directly (works on 3.9, gives the distribution of each entry point)
-    and skips a distribution seen twice on sys.path, as importlib.metadata does.
-    """
-    from importlib import metadata
-
-    seen: set[str] = set()
-    for dist in metadata.distributions():
-        dist_name = dist.metadata["Name"] or "?"
-        key = dist_name.lower().replace("_", "-")
-        if key in seen:
-            continue
-        seen.add(key)
-        for ep in dist.entry_points:
-            if ep.group == group:
-                yield ep.name, ep.value, dist_name, dist.version
+    return entry_points(group, environ)
 
 
 class Registry:
@@ -116,7 +110,7 @@ class Registry:
         self.plugins: dict[str, PluginInfo] = {}
         self._specs: dict[str, dict[str, Registered]] = {}
         if entry_points is None:
-            entry_points = _iter_entry_points(hookspecs.ENTRY_POINT_GROUP)
+            entry_points = _iter_entry_points(hookspecs.ENTRY_POINT_GROUP, self.environ)
         self._load(entry_points)
 
     # -- loading ------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import tempfile
 import time
 from typing import Iterable
 
@@ -31,6 +30,8 @@ FAULTS = ("hang", "fail", "garbage")
 
 
 def _atomic_write(path: str, text: str) -> None:
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp.")
     try:
         with os.fdopen(fd, "w") as fh:
@@ -45,6 +46,8 @@ def _atomic_write(path: str, text: str) -> None:
 
 
 def default_base() -> str:
+    import tempfile
+
     return os.path.join(tempfile.gettempdir(), f"scr-local-{os.getuid()}")
 
 
@@ -87,6 +90,8 @@ class LocalAllocation:
             raise UsageError("node names of a local allocation must be unique")
         base = base or default_base()
         os.makedirs(base, mode=0o700, exist_ok=True)
+        import tempfile
+
         path = tempfile.mkdtemp(prefix="alloc.", dir=base)
         job_id = job_id or f"local.{os.path.basename(path)[6:]}"
         now = time.time()
