@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import subprocess
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .errors import NotSupportedError
+
+if TYPE_CHECKING:  # annotations only: a resource manager needs no subprocess machinery
+    import subprocess
 
 __all__ = [
     "BackendContext",

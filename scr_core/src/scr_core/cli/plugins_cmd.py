@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
+from typing import TYPE_CHECKING
 
 from ..plugins import KINDS, get_registry
+
+if TYPE_CHECKING:
+    import argparse
+
+#: for main's argparse-free fast path (see scr_core.cli.main)
+FAST_OPTIONS = {"--json": ("json", None)}
+FAST_DEFAULTS = {"json": False}
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
