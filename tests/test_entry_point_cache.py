@@ -109,6 +109,25 @@ def test_other_path_or_group_is_a_miss(site, env, tmp_path, scans):
     assert len(scans) == 3
 
 
+def test_several_paths_are_remembered(site, env, tmp_path, scans):
+    """scr and python -m scr_core from several directories: no eviction of each other."""
+    paths = []
+    for i in range(ep_mod.MAX_ENTRIES):
+        cwd = tmp_path / f"cwd{i}"
+        cwd.mkdir()
+        paths.append([str(cwd), str(site)])
+    for path in paths * 2:
+        assert names(ep_mod.entry_points(GROUP, env, path=path)) == ["alpha"]
+    assert len(scans) == ep_mod.MAX_ENTRIES
+    extra = tmp_path / "one-more"
+    extra.mkdir()
+    ep_mod.entry_points(GROUP, env, path=[str(extra), str(site)])  # evicts the oldest
+    ep_mod.entry_points(GROUP, env, path=paths[-1])
+    assert len(scans) == ep_mod.MAX_ENTRIES + 1
+    ep_mod.entry_points(GROUP, env, path=paths[0])
+    assert len(scans) == ep_mod.MAX_ENTRIES + 2
+
+
 @pytest.mark.parametrize("garbage", [b"", b"\x00garbage", b"not marshal at all" * 10, None])
 def test_corrupt_cache_file_is_ignored_and_rewritten(site, env, scans, garbage):
     expected = ep_mod.entry_points(GROUP, env, path=[str(site)])
@@ -116,7 +135,7 @@ def test_corrupt_cache_file_is_ignored_and_rewritten(site, env, scans, garbage):
     if garbage is None:  # valid marshal, wrong shape
         import marshal
 
-        garbage = marshal.dumps((ep_mod.FORMAT, ep_mod.cache_key(GROUP, [str(site)]), [1, 2]))
+        garbage = marshal.dumps((ep_mod.FORMAT, [(ep_mod.cache_key(GROUP, [str(site)]), [1])]))
     with open(file, "wb") as fh:
         fh.write(garbage)
     assert ep_mod.entry_points(GROUP, env, path=[str(site)]) == expected

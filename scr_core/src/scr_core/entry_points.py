@@ -18,8 +18,13 @@ Key
     editable re-install) changes its stat. Computing the key is a ``stat`` of each path
     entry, a listing of each directory and two ``stat`` per distribution: well under a
     millisecond for a hundred distributions.
+Entries
+    the file keeps the entry points of the last :data:`MAX_ENTRIES` keys, most recent first:
+    ``scr`` (``sys.path[0]`` = the venv's ``bin``) and ``python -m scr_core`` run in various
+    directories (``sys.path[0]`` = the current directory) have different keys and would
+    otherwise evict each other on every call.
 Invalidation
-    any difference of key: the entry points are scanned again and the file rewritten
+    no entry with an equal key: the entry points are scanned again and the file rewritten
     (written to a temporary file in the same directory, then renamed: readers never see a
     partial file). Any error reading the file (missing, truncated, corrupt, another Python's
     format) counts as a miss; an error writing it is ignored.
@@ -39,7 +44,9 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 CACHE_ENV = "SCR_PLUGINS_CACHE"
 #: bump when the layout of the file changes
-FORMAT = 1
+FORMAT = 2
+#: keys (sys.path variants) remembered in one file
+MAX_ENTRIES = 8
 
 _DIST_SUFFIXES = (".dist-info", ".egg-info")
 
@@ -112,27 +119,40 @@ def cache_key(group: str, path: Sequence[str]) -> tuple:
     return tuple(entries)
 
 
-def _read(file: str, key: tuple) -> list[EntryPoint] | None:
+def _load(file: str) -> list[tuple[tuple, list]]:
+    """The (key, entry points) pairs of the file; [] when missing or unreadable."""
     try:
         with open(file, "rb") as fh:
-            data = marshal.loads(fh.read())
-        fmt, stored_key, eps = data
-        if fmt != FORMAT or stored_key != key:
-            return None
-        out = [tuple(ep) for ep in eps]
-        if not all(len(ep) == 4 and all(isinstance(s, str) for s in ep) for ep in out):
-            return None
-        return out  # type: ignore[return-value]
+            fmt, pairs = marshal.loads(fh.read())
+        if fmt != FORMAT or not isinstance(pairs, list):
+            return []
+        return [(k, eps) for k, eps in pairs]
     except Exception:  # missing, truncated, corrupt, foreign: rescan
-        return None
+        return []
 
 
-def _write(file: str, key: tuple, eps: Iterable[EntryPoint]) -> None:
+def _lookup(pairs: list[tuple[tuple, list]], key: tuple) -> list[EntryPoint] | None:
+    for stored_key, eps in pairs:
+        if stored_key == key:
+            try:
+                out = [tuple(ep) for ep in eps]
+            except TypeError:
+                return None
+            if not all(len(ep) == 4 and all(isinstance(s, str) for s in ep) for ep in out):
+                return None
+            return out  # type: ignore[return-value]
+    return None
+
+
+def _write(file: str, key: tuple, eps: Iterable[EntryPoint],
+           pairs: list[tuple[tuple, list]]) -> None:
     tmp = f"{file}.{os.getpid()}.tmp"
+    keep = [(key, [tuple(ep) for ep in eps])]
+    keep += [(k, e) for k, e in pairs if k != key][:MAX_ENTRIES - 1]
     try:
         os.makedirs(os.path.dirname(file), mode=0o700, exist_ok=True)
         with open(tmp, "wb") as fh:
-            fh.write(marshal.dumps((FORMAT, key, [tuple(ep) for ep in eps])))
+            fh.write(marshal.dumps((FORMAT, keep)))
         os.replace(tmp, file)
     except Exception:  # a read-only or full home must not fail a command
         try:
@@ -154,9 +174,10 @@ def entry_points(
     search = list(sys.path if path is None else path)
     key = cache_key(group, search)
     file = cache_file(env)
-    cached = _read(file, key)
+    pairs = _load(file)
+    cached = _lookup(pairs, key)
     if cached is not None:
         return cached
     found = scan(group, search)
-    _write(file, key, found)
+    _write(file, key, found, pairs)
     return found
