@@ -21,7 +21,6 @@ priority are an error listing them; nothing detected means the built-in ``local`
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from typing import Any, Iterable, Mapping
 
@@ -55,23 +54,73 @@ KINDS: dict[str, tuple[str, type, str, str | None]] = {
 _LEGACY_RM_NAMES = {"NONE": "local"}
 
 
-@dataclasses.dataclass
 class PluginInfo:
-    """One discovered plugin (an entry point), loaded or not."""
+    """One discovered plugin (an entry point), loaded or not.
 
-    name: str
-    module: str
-    distribution: str
-    version: str
-    error: str | None = None
-    blocked: bool = False
-    loaded: bool = False
+    (Plain classes here and in :class:`Registered`, not dataclasses: every command builds
+    the registry, and each ``@dataclass`` costs ~0.5 ms of start-up.)
+    """
+
+    __slots__ = ("blocked", "distribution", "error", "loaded", "module", "name", "version")
+
+    def __init__(
+        self,
+        name: str,
+        module: str,
+        distribution: str,
+        version: str,
+        error: str | None = None,
+        blocked: bool = False,
+        loaded: bool = False,
+    ) -> None:
+        self.name = name
+        self.module = module
+        self.distribution = distribution
+        self.version = version
+        self.error = error
+        self.blocked = blocked
+        self.loaded = loaded
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, f) for f in _PLUGIN_INFO_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in _PLUGIN_INFO_FIELDS)
+        return f"PluginInfo({shown})"
 
 
-@dataclasses.dataclass(frozen=True)
+_PLUGIN_INFO_FIELDS = ("name", "module", "distribution", "version", "error", "blocked", "loaded")
+
+
 class Registered:
-    spec: Any
-    plugin: str
+    """A record of a kind and the plugin that registered it (immutable)."""
+
+    __slots__ = ("plugin", "spec")
+
+    def __init__(self, spec: Any, plugin: str) -> None:
+        object.__setattr__(self, "spec", spec)
+        object.__setattr__(self, "plugin", plugin)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Registered is immutable (cannot assign to {name!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.spec, self.plugin) == (other.spec, other.plugin)  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.spec, self.plugin))
+
+    def __repr__(self) -> str:
+        return f"Registered(spec={self.spec!r}, plugin={self.plugin!r})"
 
 
 def _truthy(value: str | None) -> bool:
