@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 from ..engine.jobenv import JobEnv
 from ..engine.should_exit import should_exit
-from ..hostlist import expand
 
 if TYPE_CHECKING:
     import argparse
@@ -45,6 +44,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     job = JobEnv(prefix=args.prefix)
     if args.down is not None:
+        from ..hostlist import expand
+
         down = expand(args.down) if args.down else []
     else:
         from ..engine.down_nodes import list_down_nodes

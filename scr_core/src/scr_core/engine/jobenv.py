@@ -159,9 +159,9 @@ class JobEnv:
 
     def node_list(self) -> list[str]:
         """``$SCR_NODELIST`` if set (SCR's override), else the resource manager's nodes."""
-        from ..hostlist import expand
-
         if self.environ.get("SCR_NODELIST"):
+            from ..hostlist import expand
+
             return expand(self.environ["SCR_NODELIST"])
         return self.resource_manager.job_nodes()
 

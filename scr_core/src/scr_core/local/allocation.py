@@ -23,7 +23,6 @@ import time
 from typing import Iterable
 
 from ..errors import JobEnvironmentError, UsageError
-from ..hostlist import expand, validate_node_name
 
 ENV_DIR = "SCR_LOCAL_DIR"
 FAULTS = ("hang", "fail", "garbage")
@@ -83,6 +82,8 @@ class LocalAllocation:
         base: str | None = None,
         job_id: str | None = None,
     ) -> LocalAllocation:
+        from ..hostlist import validate_node_name
+
         names = [validate_node_name(n) for n in nodes]
         if not names:
             raise UsageError("a local allocation needs at least one node")
@@ -111,6 +112,8 @@ class LocalAllocation:
             if count < 1:
                 raise UsageError(f"node count must be at least 1, not {count}")
             return [f"{prefix}{i}" for i in range(1, count + 1)]
+        from ..hostlist import expand
+
         return expand(str(spec))
 
     # -- node state --------------------------------------------------------------------------
