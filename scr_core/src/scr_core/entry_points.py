@@ -7,7 +7,7 @@ removed or changed, so it is cached in a file.
 
 Location
     ``$XDG_CACHE_HOME/scr/entry-points-<tag>.marshal`` (default ``~/.cache/scr``); ``<tag>``
-    names the interpreter and venv (a CRC of ``sys.executable`` and ``sys.prefix``), so each
+    names the interpreter and venv (a hash of ``sys.executable`` and ``sys.prefix``), so each
     venv has its own file.
 Key
     the entry-point group; the Python version; every ``sys.path`` entry (made absolute) with
@@ -82,12 +82,18 @@ def cache_disabled(environ: Mapping[str, str]) -> bool:
 
 def cache_file(environ: Mapping[str, str]) -> str:
     """Where this interpreter's cache file is (it may not exist)."""
-    import zlib
-
     base = environ.get("XDG_CACHE_HOME") or os.path.join(
         environ.get("HOME") or os.path.expanduser("~"), ".cache")
-    tag = zlib.crc32(f"{sys.executable}\0{sys.prefix}".encode("utf-8", "surrogateescape"))
+    tag = _fnv1a(f"{sys.executable}\0{sys.prefix}".encode("utf-8", "surrogateescape"))
     return os.path.join(base, "scr", f"entry-points-{tag:08x}.marshal")
+
+
+def _fnv1a(data: bytes) -> int:
+    """32-bit FNV-1a (deterministic across processes, unlike hash(); no zlib import)."""
+    h = 0x811C9DC5
+    for byte in data:
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h
 
 
 def _stat(path: str) -> tuple[int, int] | None:

@@ -49,6 +49,7 @@ lines of one file, :meth:`Params.get` returns the first, as SCR's scripts do;
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -123,7 +124,13 @@ _FALSE = {"0", "no", "n", "false", "off"}
 
 # --------------------------------------------------------------------------- values
 
-_VAR_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+# Patterns are compiled on first use (a command that reads no config file and interpolates
+# nothing, scr_should_exit in a batch script, does not pay for compiling them).
+@functools.cache
+def _var_re() -> re.Pattern[str]:
+    return re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
 _C_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 
 
@@ -150,12 +157,15 @@ def interpolate(value: str, environ: Mapping[str, str] | None = None, strict: bo
             raise KeyError(name)
         return m.group(0)
 
-    return _VAR_RE.sub(sub, value)
+    return _var_re().sub(sub, value)
 
 
-_VALUE_TOKEN_RE = re.compile(
-    r"\\(.?)|\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))?|[^\\$]+"
-)
+@functools.cache
+def _value_token_re() -> re.Pattern[str]:
+    return re.compile(
+        r"\\(.?)|\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))?|[^\\$]+"
+    )
+
 
 
 def _expand_file_value(raw: str, environ: Mapping[str, str], where: str) -> str:
@@ -167,7 +177,7 @@ def _expand_file_value(raw: str, environ: Mapping[str, str], where: str) -> str:
     if raw == "~" or raw.startswith("~/"):
         out.append(_home(environ))
         raw = raw[1:]
-    for m in _VALUE_TOKEN_RE.finditer(raw):
+    for m in _value_token_re().finditer(raw):
         text = m.group(0)
         if text.startswith("\\"):
             char = m.group(1)
@@ -201,8 +211,14 @@ class Entry:
 #: KEY -> VALUE -> Entry, in file order.
 ConfigData = dict[str, dict[str, Entry]]
 
-_PAIR_RE = re.compile(r"([^\s=#][^\s=]*)[ \t]*=[ \t]*([^\s=#][^\s=]*)")
-_SPACE_RE = re.compile(r"[ \t\r\f\v]*")
+@functools.cache
+def _pair_re() -> re.Pattern[str]:
+    return re.compile(r"([^\s=#][^\s=]*)[ \t]*=[ \t]*([^\s=#][^\s=]*)")
+
+
+@functools.cache
+def _space_re() -> re.Pattern[str]:
+    return re.compile(r"[ \t\r\f\v]*")
 
 
 def parse_config(text: str, path: str, environ: Mapping[str, str] | None = None) -> ConfigData:
@@ -215,10 +231,10 @@ def parse_config(text: str, path: str, environ: Mapping[str, str] | None = None)
         entry: Entry | None = None
         seen_attrs: set[str] = set()
         while True:
-            pos = _SPACE_RE.match(line, pos).end()  # type: ignore[union-attr]
+            pos = _space_re().match(line, pos).end()  # type: ignore[union-attr]
             if pos >= len(line) or line[pos] == "#":
                 break
-            m = _PAIR_RE.match(line, pos)
+            m = _pair_re().match(line, pos)
             if m is None:
                 raise ConfigError(
                     f"{where}: expected KEY=VALUE at {line[pos:]!r} in line {line.strip()!r}"

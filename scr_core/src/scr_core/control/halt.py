@@ -42,13 +42,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from scr_core import kvtree
 from scr_core.control.paths import PathLike, halt_path, path_str
 from scr_core.errors import ControlFileError
-from scr_core.kvtree import KVTree
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from scr_core.kvtree import KVTree
 
 __all__ = ["FINALIZE_REASON", "HaltFile", "HaltState", "format_listing", "halt_reason"]
 
@@ -161,6 +161,11 @@ class HaltFile:
         return os.path.exists(self._name)
 
     def _read_locked(self, fd: int) -> tuple[KVTree, str | None]:
+        # kvtree (struct, zlib, its regexes) is imported here, not with this module: with no
+        # halt file, scr_should_exit never needs it
+        from scr_core import kvtree
+        from scr_core.kvtree import KVTree
+
         try:
             return kvtree.read_fd(fd, self._name), None
         except ControlFileError as exc:
@@ -206,6 +211,8 @@ class HaltFile:
                 yield state
                 _apply(tree, old, state)
                 try:
+                    from scr_core import kvtree
+
                     kvtree.write_fd_in_place(fd, tree)
                 except OSError as exc:
                     raise ControlFileError(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from typing import Iterable
 
@@ -27,6 +26,8 @@ from ..errors import JobEnvironmentError, UsageError
 ENV_DIR = "SCR_LOCAL_DIR"
 FAULTS = ("hang", "fail", "garbage")
 
+
+_SIGKILL = 9  # signal.SIGKILL on every POSIX system (signal is not imported for it)
 
 def _atomic_write(path: str, text: str) -> None:
     import tempfile
@@ -178,7 +179,7 @@ class LocalAllocation:
         """Kill every task on ``node`` at once (SIGKILL) and mark it dead. Returns #groups."""
         d = self._node_dir(node)
         _atomic_write(os.path.join(d, "crashed"), time.strftime("%Y-%m-%dT%H:%M:%S"))
-        return self.kill_node_tasks(node, signal.SIGKILL)
+        return self.kill_node_tasks(node, _SIGKILL)
 
     # -- task registry -----------------------------------------------------------------------
     def register_group(self, node: str, pgid: int) -> None:
@@ -197,7 +198,7 @@ class LocalAllocation:
         except FileNotFoundError:
             return []
 
-    def kill_node_tasks(self, node: str, sig: int = signal.SIGKILL) -> int:
+    def kill_node_tasks(self, node: str, sig: int = _SIGKILL) -> int:
         count = 0
         for pgid in self.node_groups(node):
             try:
