@@ -53,7 +53,6 @@ import functools
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from scr_core.errors import ConfigError, JobEnvironmentError, UsageError
 
@@ -71,13 +70,38 @@ __all__ = [
 DEFAULT_SYSTEM_CONF = "/etc/scr/scr.conf"
 
 
-@dataclass(frozen=True)
 class ParamInfo:
-    """A parameter scr knows: its built-in default (None = unset) and what it does."""
+    """A parameter scr knows: its built-in default (None = unset) and what it does.
 
-    name: str
-    default: str | None
-    description: str
+    (This and :class:`Entry` are plain classes with the dataclass behaviour they had: building
+    dataclasses costs ~0.5 ms each at the import of this module, that is, of every command.)
+    """
+
+    __slots__ = ("default", "description", "name")
+
+    def __init__(self, name: str, default: str | None, description: str) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "default", default)
+        object.__setattr__(self, "description", description)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ParamInfo is immutable (cannot assign to {name!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.name, self.default, self.description) == \
+            (other.name, other.default, other.description)  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.default, self.description))
+
+    def __reduce__(self) -> tuple:  # copy and pickle despite the immutability
+        return (ParamInfo, (self.name, self.default, self.description))
+
+    def __repr__(self) -> str:
+        return (f"ParamInfo(name={self.name!r}, default={self.default!r}, "
+                f"description={self.description!r})")
 
 
 #: Built-in defaults, the lowest-precedence source. None means "unset".
@@ -199,13 +223,26 @@ def _expand_file_value(raw: str, environ: Mapping[str, str], where: str) -> str:
 # --------------------------------------------------------------------------- config files
 
 
-@dataclass
 class Entry:
     """One ``KEY=VALUE attr=... attr=...`` entry of a config file."""
 
-    value: str
-    attrs: dict[str, str] = field(default_factory=dict)
-    where: str = ""  # "path:line" of its first line
+    __slots__ = ("attrs", "value", "where")
+
+    def __init__(self, value: str, attrs: dict[str, str] | None = None, where: str = "") -> None:
+        self.value = value
+        self.attrs: dict[str, str] = {} if attrs is None else attrs
+        self.where = where  # "path:line" of its first line
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.value, self.attrs, self.where) == \
+            (other.value, other.attrs, other.where)  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Entry(value={self.value!r}, attrs={self.attrs!r}, where={self.where!r})"
 
 
 #: KEY -> VALUE -> Entry, in file order.
