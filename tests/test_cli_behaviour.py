@@ -155,3 +155,31 @@ def test_local_exec_honours_injected_faults(scr_env, tmp_path):
     assert "#!garbage" in r.stdout and "\nihrc=0" in r.stdout  # mangled: output reversed
     assert "hi\nrc=0" in r.stdout
     assert r.stdout.rstrip().endswith("rc=124")  # hung until killed
+
+
+def test_settings_sections_are_validated_when_read(scr_env, tmp_path):
+    """A section is validated when a backend reads it (lazy settings, for start-up time):
+    scr_should_exit in a local allocation never reads section ``local``, so a bad value there
+    does not fail it; scr run, whose local launcher reads it, fails with the one-line error
+    naming file and line before anything is launched."""
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("local:\n  nodes: '2'\n  kill_on_bad_exit: [1, 2]\n")
+    env = dict(scr_env, SCR_SETTINGS_FILE=str(settings))
+    marker = tmp_path / "launched"
+    should_exit = subprocess.run(
+        scr("local", "alloc", "-N", "2", "--", *scr("should-exit", "--runs", "0")),
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert should_exit.returncode == 0, should_exit.stderr  # 0 = stop: no runs left
+    run = subprocess.run(
+        scr("local", "alloc", "-N", "2", "--",
+            *scr("run", "local", "-N", "2", "touch", str(marker))),
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    run.stderr = "\n".join(line for line in run.stderr.splitlines()
+                            if not line.startswith("scr local: "))  # alloc's own messages
+    one_line_error(run, 3, f"{settings}:3", "local.kill_on_bad_exit")
+    assert run.stderr.startswith("scr run: error: ")
+    assert not marker.exists()
+    # a read section still fails every command that reads it, scr config settings included
+    shown = subprocess.run(scr("config", "settings"), env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    one_line_error(shown, 3, f"{settings}:3", "local.kill_on_bad_exit")

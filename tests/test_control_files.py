@@ -738,3 +738,17 @@ def test_cindex_round_trip_and_layout(tmp_path: Path) -> None:
     assert set(tree["DSET"]["6"]) == {"DSETDESC", "PATH", "BYPASS"}
     assert tree["DSET"]["6"].value("BYPASS") == "1" and tree["DSET"]["5"].value("BYPASS") == "0"
     assert read_cindex(path) == cindex
+
+
+@pytest.mark.parametrize("prefix", ["/a/b", "/a//b/", "rel/x", ".", "./x/./y", "/", "//a", "///a",
+                                    "a/../b", "", "a/b/."])
+def test_halt_file_is_halt_path_without_pathlib(prefix):
+    from pathlib import Path
+
+    from scr_core.control.halt import HaltFile
+    from scr_core.control.paths import halt_file, halt_path, path_str
+
+    assert halt_file(prefix) == str(halt_path(prefix))
+    assert path_str(prefix) == str(Path(prefix))
+    assert HaltFile(prefix).path == Path(prefix)
+    assert HaltFile(Path(prefix))._name == str(Path(prefix))

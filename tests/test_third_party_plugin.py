@@ -124,3 +124,45 @@ def test_no_foreign_plugin_module_imported(venv):
     # plugin registration modules are imported; their backends (and LSF/Flux) are not
     assert "scr_plugins_lsf" not in imported and "scr_plugins_flux" not in imported
     assert "acme_scr.backend" not in imported and "scr_plugins_slurm.rm" not in imported
+
+
+def test_cache_follows_pip_install_and_uninstall(venv, tmp_path):
+    """The entry-point cache (on, in HOME/.cache/scr) sees a real pip install and uninstall."""
+    dist = tmp_path / "beta-scr"
+    (dist / "beta_scr").mkdir(parents=True)
+    (dist / "beta_scr" / "__init__.py").write_text("")
+    (dist / "beta_scr" / "plugin.py").write_text(
+        "from scr_core.hookspecs import hookimpl\n")  # a plugin providing nothing yet
+    (dist / "pyproject.toml").write_text(textwrap.dedent("""
+        [build-system]
+        requires = ["setuptools>=64"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "beta-scr"
+        version = "0.1"
+        [project.entry-points."scr.plugins"]
+        beta = "beta_scr.plugin"
+        [tool.setuptools]
+        packages = ["beta_scr"]
+    """))
+    scr, py = str(venv / "bin" / "scr"), str(venv / "bin" / "python")
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home")}
+
+    def plugins(extra=None):
+        r = _run([scr, "plugins", "--json"], env=dict(env, **(extra or {})))
+        assert r.returncode == 0, r.stderr
+        return {p["plugin"] for p in json.loads(r.stdout)}
+
+    before = plugins()
+    assert "acme" in before and "beta" not in before
+    cache_dir = tmp_path / "home" / ".cache" / "scr"
+    assert os.listdir(cache_dir)  # written
+    assert plugins() == before  # a hit
+    r = _run([py, "-m", "pip", "install", "-q", "--no-deps", str(dist)])
+    if r.returncode != 0:
+        pytest.fail(f"pip install failed:\n{r.stderr[-3000:]}")
+    assert plugins() == before | {"beta"}
+    assert plugins({"SCR_PLUGINS_CACHE": "0"}) == before | {"beta"}
+    r = _run([py, "-m", "pip", "uninstall", "-q", "-y", "beta-scr"])
+    assert r.returncode == 0, r.stderr
+    assert plugins() == before

@@ -16,12 +16,35 @@ Conventions shared by every backend:
 from __future__ import annotations
 
 import abc
-import dataclasses
-import subprocess
-import time
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .errors import NotSupportedError
+
+if TYPE_CHECKING:
+    from .jobdata import (
+        JobRecord,
+        JobState,
+        JobStatus,
+        JobStep,
+        NodeInfo,
+        NodeResult,
+        RemoteResult,
+        SubmitRequest,
+    )
+
+#: the data records, defined in :mod:`scr_core.jobdata` and imported from there on first use
+_JOBDATA = frozenset(("JobRecord", "JobState", "JobStatus", "JobStep", "NodeInfo", "NodeResult",
+                      "RemoteResult", "SubmitRequest"))
+
+
+def __getattr__(name: str) -> Any:
+    if name in _JOBDATA:
+        from . import jobdata
+
+        value = getattr(jobdata, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "BackendContext",
@@ -40,7 +63,6 @@ __all__ = [
 ]
 
 
-@dataclasses.dataclass
 class BackendContext:
     """What every backend is constructed with.
 
@@ -48,12 +70,45 @@ class BackendContext:
     tests); ``settings`` is this plugin's validated config section (a pydantic model, or
     ``None`` when the plugin declares none); ``prefix`` is SCR_PREFIX; ``params`` is the
     :class:`scr_core.params.Params` view of SCR parameters.
+
+    ``settings`` may be given as a ``settings_loader`` instead (what :class:`JobEnv` does): a
+    callable validating the section, called on the first read of ``settings``. A backend
+    that never reads its settings then never pays for validation (nor for importing
+    pydantic); one that does gets the section's :class:`~scr_core.errors.ConfigError` at
+    that read.
     """
 
-    environ: Mapping[str, str]
-    settings: Any = None
-    prefix: str = "."
-    params: Any = None
+    __slots__ = ("_loader", "_settings", "environ", "params", "prefix")
+
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        settings: Any = None,
+        prefix: str = ".",
+        params: Any = None,
+        settings_loader: Callable[[], Any] | None = None,
+    ) -> None:
+        self.environ = environ
+        self._settings = settings
+        self._loader = settings_loader
+        self.prefix = prefix
+        self.params = params
+
+    @property
+    def settings(self) -> Any:
+        if self._loader is not None:
+            self._settings = self._loader()  # raises ConfigError on a bad section, every time
+            self._loader = None
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: Any) -> None:
+        self._settings, self._loader = value, None
+
+    def __repr__(self) -> str:
+        shown = "<not loaded>" if self._loader is not None else repr(self._settings)
+        return (f"BackendContext(environ=<{len(self.environ)} variables>, settings={shown}, "
+                f"prefix={self.prefix!r}, params={self.params!r})")
 
 
 def _unsupported(backend: object, what: str) -> NotSupportedError:
@@ -62,79 +117,6 @@ def _unsupported(backend: object, what: str) -> NotSupportedError:
 
 
 # --------------------------------------------------------------------------- resource manager
-
-
-@dataclasses.dataclass
-class NodeInfo:
-    """One node of a node inventory (Pavilion-style); fields a RM cannot tell stay ``None``."""
-
-    name: str
-    up: bool
-    allocated: bool | None = None
-    available: bool | None = None
-    state: str = ""
-    cpus: int | None = None
-    memory_mb: int | None = None
-    partitions: list[str] = dataclasses.field(default_factory=list)
-    features: list[str] = dataclasses.field(default_factory=list)
-    reservations: list[str] = dataclasses.field(default_factory=list)
-    reason: str = ""
-
-
-class JobState:
-    """Normalized batch-job states (strings, so records stay JSON-serializable)."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    TIMEOUT = "timeout"
-    NODE_FAIL = "node_fail"
-    PREEMPTED = "preempted"
-    UNKNOWN = "unknown"
-
-    ALL = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, PREEMPTED, UNKNOWN)
-    FINAL = (COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, PREEMPTED)
-
-
-@dataclasses.dataclass
-class SubmitRequest:
-    """A batch job to submit. ``command`` is the job body (argv run by the script)."""
-
-    command: list[str]
-    job_name: str = "scr-job"
-    nodes: int | None = None
-    tasks: int | None = None
-    time_limit: int | None = None  # seconds
-    partition: str | None = None
-    account: str | None = None
-    output: str | None = None
-    error: str | None = None
-    workdir: str | None = None
-    fault_tolerant: bool = True  # --no-kill and its equivalents
-    header_lines: list[str] = dataclasses.field(default_factory=list)
-    environ: dict[str, str] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass
-class JobRecord:
-    """A submitted job; JSON-serializable via :func:`dataclasses.asdict`."""
-
-    job_id: str
-    system: str
-    submit_time: float
-    script: str = ""
-    name: str = ""
-
-
-@dataclasses.dataclass
-class JobStatus:
-    job_id: str
-    state: str  # one of JobState.ALL
-    message: str = ""
-    exit_code: int | None = None
-    raw_state: str = ""
 
 
 class ResourceManager(abc.ABC):
@@ -186,24 +168,6 @@ class ResourceManager(abc.ABC):
 
 
 # --------------------------------------------------------------------------- launcher
-
-
-@dataclasses.dataclass
-class JobStep:
-    """A launched job step. ``process`` is the launcher process we started (srun, jsrun...).
-
-    ``step_id`` is the RM's id for the step when the launcher could capture it (used to kill
-    exactly this step); backends may keep private state in ``data``.
-    """
-
-    argv: list[str]
-    process: subprocess.Popen | None
-    nodes: list[str] | None = None
-    exclude: list[str] = dataclasses.field(default_factory=list)
-    step_id: str | None = None
-    started: float = dataclasses.field(default_factory=time.time)
-    returncode: int | None = None
-    data: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class Launcher(abc.ABC):
@@ -260,31 +224,6 @@ class Launcher(abc.ABC):
 
 
 # --------------------------------------------------------------------------- remote exec
-
-
-@dataclasses.dataclass
-class NodeResult:
-    """What happened on one node. ``rc`` is ``None`` when no exit code came back."""
-
-    rc: int | None
-    stdout: str = ""
-    stderr: str = ""
-    timed_out: bool = False
-    unreachable: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.rc == 0 and not self.timed_out and not self.unreachable
-
-
-class RemoteResult(dict):
-    """``{node: NodeResult}`` naming *every* requested node, in request order."""
-
-    def failed(self) -> list[str]:
-        return [n for n, r in self.items() if not r.ok]
-
-    def succeeded(self) -> list[str]:
-        return [n for n, r in self.items() if r.ok]
 
 
 class RemoteExecutor(abc.ABC):

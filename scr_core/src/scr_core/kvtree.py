@@ -47,7 +47,6 @@ import gc
 import math
 import os
 import re
-import secrets
 import stat
 import struct
 import zlib
@@ -760,6 +759,8 @@ def write(path: str | os.PathLike[str], tree: KVTree, crc: bool = True) -> None:
     tmp = ""
     fd = -1
     try:
+        import secrets  # (hashlib, hmac: not on the read path)
+
         for _ in range(100):
             tmp = os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
             try:

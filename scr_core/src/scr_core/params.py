@@ -49,10 +49,10 @@ lines of one file, :meth:`Params.get` returns the first, as SCR's scripts do;
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from scr_core.errors import ConfigError, JobEnvironmentError, UsageError
 
@@ -70,13 +70,38 @@ __all__ = [
 DEFAULT_SYSTEM_CONF = "/etc/scr/scr.conf"
 
 
-@dataclass(frozen=True)
 class ParamInfo:
-    """A parameter scr knows: its built-in default (None = unset) and what it does."""
+    """A parameter scr knows: its built-in default (None = unset) and what it does.
 
-    name: str
-    default: str | None
-    description: str
+    (This and :class:`Entry` are plain classes with the dataclass behaviour they had: building
+    dataclasses costs ~0.5 ms each at the import of this module, that is, of every command.)
+    """
+
+    __slots__ = ("default", "description", "name")
+
+    def __init__(self, name: str, default: str | None, description: str) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "default", default)
+        object.__setattr__(self, "description", description)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ParamInfo is immutable (cannot assign to {name!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.name, self.default, self.description) == \
+            (other.name, other.default, other.description)  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.default, self.description))
+
+    def __reduce__(self) -> tuple:  # copy and pickle despite the immutability
+        return (ParamInfo, (self.name, self.default, self.description))
+
+    def __repr__(self) -> str:
+        return (f"ParamInfo(name={self.name!r}, default={self.default!r}, "
+                f"description={self.description!r})")
 
 
 #: Built-in defaults, the lowest-precedence source. None means "unset".
@@ -123,7 +148,13 @@ _FALSE = {"0", "no", "n", "false", "off"}
 
 # --------------------------------------------------------------------------- values
 
-_VAR_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+# Patterns are compiled on first use (a command that reads no config file and interpolates
+# nothing, scr_should_exit in a batch script, does not pay for compiling them).
+@functools.cache
+def _var_re() -> re.Pattern[str]:
+    return re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
 _C_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 
 
@@ -150,12 +181,15 @@ def interpolate(value: str, environ: Mapping[str, str] | None = None, strict: bo
             raise KeyError(name)
         return m.group(0)
 
-    return _VAR_RE.sub(sub, value)
+    return _var_re().sub(sub, value)
 
 
-_VALUE_TOKEN_RE = re.compile(
-    r"\\(.?)|\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))?|[^\\$]+"
-)
+@functools.cache
+def _value_token_re() -> re.Pattern[str]:
+    return re.compile(
+        r"\\(.?)|\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))?|[^\\$]+"
+    )
+
 
 
 def _expand_file_value(raw: str, environ: Mapping[str, str], where: str) -> str:
@@ -167,7 +201,7 @@ def _expand_file_value(raw: str, environ: Mapping[str, str], where: str) -> str:
     if raw == "~" or raw.startswith("~/"):
         out.append(_home(environ))
         raw = raw[1:]
-    for m in _VALUE_TOKEN_RE.finditer(raw):
+    for m in _value_token_re().finditer(raw):
         text = m.group(0)
         if text.startswith("\\"):
             char = m.group(1)
@@ -189,20 +223,39 @@ def _expand_file_value(raw: str, environ: Mapping[str, str], where: str) -> str:
 # --------------------------------------------------------------------------- config files
 
 
-@dataclass
 class Entry:
     """One ``KEY=VALUE attr=... attr=...`` entry of a config file."""
 
-    value: str
-    attrs: dict[str, str] = field(default_factory=dict)
-    where: str = ""  # "path:line" of its first line
+    __slots__ = ("attrs", "value", "where")
+
+    def __init__(self, value: str, attrs: dict[str, str] | None = None, where: str = "") -> None:
+        self.value = value
+        self.attrs: dict[str, str] = {} if attrs is None else attrs
+        self.where = where  # "path:line" of its first line
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.value, self.attrs, self.where) == \
+            (other.value, other.attrs, other.where)  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Entry(value={self.value!r}, attrs={self.attrs!r}, where={self.where!r})"
 
 
 #: KEY -> VALUE -> Entry, in file order.
 ConfigData = dict[str, dict[str, Entry]]
 
-_PAIR_RE = re.compile(r"([^\s=#][^\s=]*)[ \t]*=[ \t]*([^\s=#][^\s=]*)")
-_SPACE_RE = re.compile(r"[ \t\r\f\v]*")
+@functools.cache
+def _pair_re() -> re.Pattern[str]:
+    return re.compile(r"([^\s=#][^\s=]*)[ \t]*=[ \t]*([^\s=#][^\s=]*)")
+
+
+@functools.cache
+def _space_re() -> re.Pattern[str]:
+    return re.compile(r"[ \t\r\f\v]*")
 
 
 def parse_config(text: str, path: str, environ: Mapping[str, str] | None = None) -> ConfigData:
@@ -215,10 +268,10 @@ def parse_config(text: str, path: str, environ: Mapping[str, str] | None = None)
         entry: Entry | None = None
         seen_attrs: set[str] = set()
         while True:
-            pos = _SPACE_RE.match(line, pos).end()  # type: ignore[union-attr]
+            pos = _space_re().match(line, pos).end()  # type: ignore[union-attr]
             if pos >= len(line) or line[pos] == "#":
                 break
-            m = _PAIR_RE.match(line, pos)
+            m = _pair_re().match(line, pos)
             if m is None:
                 raise ConfigError(
                     f"{where}: expected KEY=VALUE at {line[pos:]!r} in line {line.strip()!r}"

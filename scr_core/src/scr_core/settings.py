@@ -21,7 +21,6 @@ they exist, and pydantic is only imported when a section is used: start-up time 
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Mapping, Optional
 
@@ -194,6 +193,8 @@ class Settings:
                 if extra.get("env"):
                     help_text += f" (env {extra['env']})"
                 lines.append(f"#  # {help_text}")
+                import json
+
                 # JSON is YAML flow syntax: strings quoted, lists/dicts inline, null/true/false
                 shown = json.dumps(default, default=str)
                 lines.append(f"#  {fname}: {shown}")

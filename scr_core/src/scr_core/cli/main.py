@@ -1,18 +1,24 @@
 """The ``scr`` command: subcommands are imported only when chosen (start-up time matters).
 
 Each subcommand module defines ``configure_parser(parser)`` and ``run(args) -> int`` and
-documents its exit codes in its epilog. Errors of the :class:`~scr_core.errors.ScrError`
-family become one line on stderr and their exit code; nothing prints a traceback unless
-``SCR_DEBUG`` is 2 or more.
+documents its exit codes in its epilog. A module may also declare ``FAST_OPTIONS`` (option
+string -> (dest, converter, or None for a flag)) and ``FAST_DEFAULTS`` (dest -> default):
+then a command line made only of those options, in their plain forms (``--runs 0``,
+``--runs=0``, ``-v``), is parsed without building (or importing) argparse, which is a fifth
+of ``scr_should_exit``'s start-up; anything else (help, abbreviations, values starting with a
+dash, a bad number ...) goes through argparse, so messages and exit codes are argparse's.
+tests/test_cli_fast_path.py checks that both parse alike.
+
+Errors of the :class:`~scr_core.errors.ScrError` family become one line on stderr and their
+exit code; nothing prints a traceback unless ``SCR_DEBUG`` is 2 or more.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .. import __version__
 from ..errors import EXIT_USAGE, ScrError
@@ -56,11 +62,81 @@ COMMANDS: dict[str, tuple[str, str, str | None]] = {
 }
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and the documented exit code 2."""
+if TYPE_CHECKING:
+    import argparse
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+_parser_class: Any = None
+
+
+def _argument_parser_class() -> type[argparse.ArgumentParser]:
+    """argparse, but a usage error is one line and the documented exit code 2 (argparse is
+    imported on first use: the fast path of :func:`fast_parse` does without it)."""
+    global _parser_class
+    if _parser_class is None:
+        import argparse
+
+        class ArgumentParser(argparse.ArgumentParser):
+            def error(self, message: str) -> None:  # type: ignore[override]
+                self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+        _parser_class = ArgumentParser
+    return _parser_class
+
+
+def __getattr__(name: str) -> Any:  # ``main.ArgumentParser`` stays importable
+    if name == "ArgumentParser":
+        return _argument_parser_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def fast_parse(
+    options: Mapping[str, tuple[str, Callable[[str], Any] | None]],
+    defaults: Mapping[str, Any],
+    argv: Sequence[str],
+) -> dict[str, Any] | None:
+    """The values of ``argv`` if it holds only ``options`` in plain forms, else None (then
+    argparse must decide: help, abbreviations, dash values, conversion errors, ...)."""
+    values = dict(defaults)
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        name, eq, value = word.partition("=") if word.startswith("--") else (word, "", "")
+        if name not in options:
+            return None
+        dest, convert = options[name]
+        i += 1
+        if convert is None:  # a flag (store_true)
+            if eq:
+                return None
+            values[dest] = True
+            continue
+        if not eq:
+            if i >= len(argv):
+                return None
+            value = argv[i]
+            i += 1
+        if value.startswith("-"):
+            return None
+        try:
+            values[dest] = convert(value)
+        except ValueError:
+            return None
+    return values
+
+
+def _fast_args(chosen: str, argv: Sequence[str]) -> Any:
+    """A namespace for ``chosen`` from ``argv`` (the words after the command), or None."""
+    module_name = COMMANDS[chosen][0]
+    module = importlib.import_module(module_name)
+    options = getattr(module, "FAST_OPTIONS", None)
+    if options is None:
+        return None
+    values = fast_parse(options, module.FAST_DEFAULTS, argv)
+    if values is None:
+        return None
+    import types
+
+    return types.SimpleNamespace(command=chosen, _module=module_name, **values)
 
 
 def _debug_level() -> int:
@@ -70,7 +146,10 @@ def _debug_level() -> int:
         return 0
 
 
-def build_parser(only: str | None = None, prog: str | None = None) -> ArgumentParser:
+def build_parser(only: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+    import argparse
+
+    ArgumentParser = _argument_parser_class()
     parser = ArgumentParser(
         prog=prog or "scr",
         description="scr: keep MPI jobs alive across node failures (SCR's job layer).",
@@ -99,13 +178,15 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     if chosen not in COMMANDS:
         chosen = None
     try:
-        parser = build_parser(only=chosen if chosen else "")
-        if prog and chosen:
-            parser._subparsers._group_actions[0].choices[chosen].prog = prog
-        args = parser.parse_args(argv)
-        if not getattr(args, "_module", None):
-            parser.print_help()
-            return EXIT_USAGE if argv else 0
+        args = _fast_args(chosen, argv[1:]) if chosen and argv[0] == chosen else None
+        if args is None:
+            parser = build_parser(only=chosen if chosen else "")
+            if prog and chosen:
+                parser._subparsers._group_actions[0].choices[chosen].prog = prog
+            args = parser.parse_args(argv)
+            if not getattr(args, "_module", None):
+                parser.print_help()
+                return EXIT_USAGE if argv else 0
         return int(importlib.import_module(args._module).run(args) or 0)
     except ScrError as exc:
         if _debug_level() >= 2:

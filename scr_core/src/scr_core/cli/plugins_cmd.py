@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
-import json
+from typing import TYPE_CHECKING
 
 from ..plugins import KINDS, get_registry
+
+if TYPE_CHECKING:
+    import argparse
+
+#: for main's argparse-free fast path (see scr_core.cli.main)
+FAST_OPTIONS = {"--json": ("json", None)}
+FAST_DEFAULTS = {"json": False}
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -13,6 +19,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.epilog = ("Lists each plugin (entry point of group scr.plugins) with its distribution "
                      "and version, load errors, and every backend it registers, marking with * "
                      "those whose detect() claims the current environment.\n"
+                     "Entry points are cached in $XDG_CACHE_HOME/scr (~/.cache/scr), "
+                     "invalidated when a distribution on sys.path is installed, removed or "
+                     "changed; SCR_PLUGINS_CACHE=0 scans every time.\n"
                      "Exit codes: 0 listed (load errors are shown, not fatal), 4 a plugin "
                      "error under SCR_PLUGINS_STRICT=1 or duplicate names.")
 
@@ -36,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
                      "version": info.version, "module": info.module,
                      "blocked": info.blocked, "error": info.error, "provides": provides})
     if args.json:
+        import json
+
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:

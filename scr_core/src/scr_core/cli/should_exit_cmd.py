@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-import argparse
+from typing import TYPE_CHECKING
 
 from ..engine.jobenv import JobEnv
 from ..engine.should_exit import should_exit
-from ..hostlist import expand
+
+if TYPE_CHECKING:
+    import argparse
 
 EXIT_STOP = 0
 EXIT_CONTINUE = 1
 EXIT_ERROR = 2  # argparse usage errors use 2 as well; every other error keeps its own code
+
+#: the options of configure_parser for main's argparse-free fast path (batch scripts call
+#: scr_should_exit between runs); tests/test_cli_fast_path.py checks they parse alike
+FAST_OPTIONS = {
+    "-p": ("prefix", str), "--prefix": ("prefix", str), "--down": ("down", str),
+    "--min-nodes": ("min_nodes", int), "--runs": ("runs", int),
+    "-v": ("verbose", None), "--verbose": ("verbose", None),
+}
+FAST_DEFAULTS = {"prefix": None, "down": None, "min_nodes": None, "runs": None,
+                 "verbose": False}
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +44,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     job = JobEnv(prefix=args.prefix)
     if args.down is not None:
+        from ..hostlist import expand
+
         down = expand(args.down) if args.down else []
     else:
         from ..engine.down_nodes import list_down_nodes

@@ -39,13 +39,15 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from scr_core import kvtree
-from scr_core.control.paths import PathLike, halt_path
+from scr_core.control.paths import PathLike, halt_path, path_str
 from scr_core.errors import ControlFileError
-from scr_core.kvtree import KVTree
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from scr_core.kvtree import KVTree
 
 __all__ = ["FINALIZE_REASON", "HaltFile", "HaltState", "format_listing", "halt_reason"]
 
@@ -59,14 +61,40 @@ KEY_SECONDS = "HaltSeconds"
 FINALIZE_REASON = "SCR_FINALIZE_CALLED"
 
 
-@dataclass
+_STATE_FIELDS = ("exit_reason", "checkpoints_left", "exit_before", "exit_after", "halt_seconds")
+
+
 class HaltState:
-    exit_reason: str | None = None
-    checkpoints_left: int | None = None
-    exit_before: int | None = None  # epoch seconds
-    exit_after: int | None = None  # epoch seconds
-    halt_seconds: int | None = None
-    corrupt: str | None = field(default=None, compare=False)
+    """The conditions of a halt file (None = not set); ``corrupt`` is the read error of a
+    corrupt file (ignored by ``==``). A plain class with the dataclass's behaviour (init,
+    repr, eq, unhashable): every scr_should_exit builds one, and @dataclass costs ~0.5 ms."""
+
+    def __init__(
+        self,
+        exit_reason: str | None = None,
+        checkpoints_left: int | None = None,
+        exit_before: int | None = None,  # epoch seconds
+        exit_after: int | None = None,  # epoch seconds
+        halt_seconds: int | None = None,
+        corrupt: str | None = None,
+    ) -> None:
+        self.exit_reason = exit_reason
+        self.checkpoints_left = checkpoints_left
+        self.exit_before = exit_before
+        self.exit_after = exit_after
+        self.halt_seconds = halt_seconds
+        self.corrupt = corrupt
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in _STATE_FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in (*_STATE_FIELDS, "corrupt"))
+        return f"HaltState({shown})"
 
     @classmethod
     def from_tree(cls, tree: KVTree) -> HaltState:
@@ -116,7 +144,7 @@ def _apply(tree: KVTree, old: HaltState, new: HaltState) -> None:
                 tree.set_unsigned(key, value)
 
 
-def _lock(fd: int, operation: int, path: Path, timeout: float | None) -> None:
+def _lock(fd: int, operation: int, path: str, timeout: float | None) -> None:
     if timeout is None:
         fcntl.flock(fd, operation)
         return
@@ -137,33 +165,49 @@ class HaltFile:
     """Locked access to one halt file; see the module docstring."""
 
     def __init__(self, path: PathLike) -> None:
-        self.path = Path(path)
+        # kept as str(Path(path)) (what messages show); .path makes the Path on demand, so
+        # that scr_should_exit reads the halt file without importing pathlib
+        self._name = path_str(path)
+        self._path: Path | None = None
+
+    @property
+    def path(self) -> Path:
+        if self._path is None:
+            from pathlib import Path
+
+            self._path = Path(self._name)
+        return self._path
 
     @classmethod
     def for_prefix(cls, prefix: PathLike) -> HaltFile:
         return cls(halt_path(prefix))
 
     def exists(self) -> bool:
-        return self.path.exists()
+        return os.path.exists(self._name)
 
     def _read_locked(self, fd: int) -> tuple[KVTree, str | None]:
+        # kvtree (struct, zlib, its regexes) is imported here, not with this module: with no
+        # halt file, scr_should_exit never needs it
+        from scr_core import kvtree
+        from scr_core.kvtree import KVTree
+
         try:
-            return kvtree.read_fd(fd, str(self.path)), None
+            return kvtree.read_fd(fd, self._name), None
         except ControlFileError as exc:
             # SCR ignores the read's result, so a corrupt file acts as an empty one (§5.7)
             return KVTree(), str(exc)
 
     def read(self, timeout: float | None = None) -> HaltState:
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self._name, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return HaltState()
         except OSError as exc:
             raise ControlFileError(
-                f"{self.path}: cannot open halt file: {exc.strerror or exc}"
+                f"{self._name}: cannot open halt file: {exc.strerror or exc}"
             ) from exc
         try:
-            _lock(fd, fcntl.LOCK_SH, self.path, timeout)
+            _lock(fd, fcntl.LOCK_SH, self._name, timeout)
             try:
                 tree, corrupt = self._read_locked(fd)
             finally:
@@ -177,13 +221,13 @@ class HaltFile:
     @contextmanager
     def update(self, timeout: float | None = None) -> Iterator[HaltState]:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            fd = os.open(self._name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as exc:
             raise ControlFileError(
-                f"{self.path}: cannot open halt file for update: {exc.strerror or exc}"
+                f"{self._name}: cannot open halt file for update: {exc.strerror or exc}"
             ) from exc
         try:
-            _lock(fd, fcntl.LOCK_EX, self.path, timeout)
+            _lock(fd, fcntl.LOCK_EX, self._name, timeout)
             try:
                 tree, corrupt = self._read_locked(fd)
                 old = HaltState.from_tree(tree)
@@ -192,10 +236,12 @@ class HaltFile:
                 yield state
                 _apply(tree, old, state)
                 try:
+                    from scr_core import kvtree
+
                     kvtree.write_fd_in_place(fd, tree)
                 except OSError as exc:
                     raise ControlFileError(
-                        f"{self.path}: cannot write halt file: {exc.strerror or exc}"
+                        f"{self._name}: cannot write halt file: {exc.strerror or exc}"
                     ) from exc
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)

@@ -13,23 +13,30 @@ Public API (each returns a :class:`pathlib.Path`):
 - ``rank2file_path(prefix, dataset_id)``: ``<dataset dir>/rank2file`` (parts add ``.0.<writer>``)
 - ``filemap_path(cache_dataset_dir, rank)``: ``<cache dataset dir>/.scr/filemap_<rank>``
 - ``cindex_path(cntl_dir)``: ``<control dir>/cindex.scrinfo``
+
+``halt_file(prefix)`` is ``halt_path`` as a ``str``: ``scr_should_exit`` reads the halt file
+without importing :mod:`pathlib` (start-up time); the other functions import it on first call.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "cindex_path",
     "dataset_dir",
     "filemap_path",
     "flush_path",
+    "halt_file",
     "halt_path",
     "index_path",
     "log_path",
     "nodes_path",
+    "path_str",
     "rank2file_path",
     "scr_dir",
     "summary_path",
@@ -38,14 +45,37 @@ __all__ = [
 PathLike = Union[str, "os.PathLike[str]"]
 
 SCR_DIR_NAME = ".scr"
+HALT_FILE_NAME = "halt.scr"
 
 
 def scr_dir(prefix: PathLike) -> Path:
+    from pathlib import Path
+
     return Path(prefix) / SCR_DIR_NAME
 
 
 def halt_path(prefix: PathLike) -> Path:
-    return scr_dir(prefix) / "halt.scr"
+    return scr_dir(prefix) / HALT_FILE_NAME
+
+
+def halt_file(prefix: PathLike) -> str:
+    """``str(halt_path(prefix))``, without pathlib."""
+    return path_str(os.path.join(os.fspath(prefix), SCR_DIR_NAME, HALT_FILE_NAME))
+
+
+def path_str(path: PathLike) -> str:
+    """``str(pathlib.Path(path))`` (pathlib's normal form of a POSIX path), without pathlib."""
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise TypeError(f"expected str or os.PathLike[str], not {type(text).__name__}")
+    if text.startswith("//") and not text.startswith("///"):
+        head = "//"  # POSIX leaves a leading double slash to the implementation, as pathlib
+    elif text.startswith("/"):
+        head = "/"
+    else:
+        head = ""
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    return (head + "/".join(parts)) or "."
 
 
 def flush_path(prefix: PathLike) -> Path:
@@ -77,8 +107,12 @@ def rank2file_path(prefix: PathLike, dataset_id: int) -> Path:
 
 
 def filemap_path(cache_dataset_dir: PathLike, rank: int) -> Path:
+    from pathlib import Path
+
     return Path(cache_dataset_dir) / SCR_DIR_NAME / f"filemap_{int(rank)}"
 
 
 def cindex_path(cntl_dir: PathLike) -> Path:
+    from pathlib import Path
+
     return Path(cntl_dir) / "cindex.scrinfo"

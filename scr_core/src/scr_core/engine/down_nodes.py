@@ -19,7 +19,6 @@ import sys
 from typing import Any, Sequence
 
 from ..errors import ConfigError, JobEnvironmentError, ScrError
-from ..hostlist import expand
 
 SPECIFIED = "Specified as down"
 EXCLUDED = "User excluded via SCR_EXCLUDE_NODES"
@@ -67,6 +66,8 @@ def list_down_nodes(
 
     exclude_text = job.params.get("SCR_EXCLUDE_NODES")
     if exclude_text:
+        from ..hostlist import expand
+
         excluded = set(expand(exclude_text))
         for n in alive:
             if n in excluded:

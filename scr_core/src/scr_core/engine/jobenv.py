@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import JobEnvironmentError, ScrError
-from ..interfaces import BackendContext, Launcher, RemoteExecutor, ResourceManager
+
+if TYPE_CHECKING:  # the interfaces module (abc, dataclasses, subprocess) is not needed to run
+    from ..interfaces import BackendContext, Launcher, RemoteExecutor, ResourceManager
 
 
 def scr_prefix(environ: Mapping[str, str]) -> str:
@@ -63,14 +65,33 @@ class JobEnv:
         sections = {name: reg.spec for name, reg in self.registry.specs("settings").items()}
         return Settings(sections=sections, environ=self.environ)
 
-    def context(self, section: str | None) -> BackendContext:
-        settings = self.settings.section(section) if section else None
-        return BackendContext(environ=self.environ, settings=settings, prefix=self.prefix,
-                              params=self.params)
+    def context(self, section: str | None, eager: bool = False) -> BackendContext:
+        """The context of a backend whose settings section is ``section`` (or None).
 
-    def _build(self, reg: Any) -> Any:
+        Unless ``eager``, the section is validated when the backend first reads
+        ``context.settings``, not here: a command whose backend never reads its settings
+        (``scr_should_exit`` and the local resource manager) does not import pydantic, and a
+        bad value in a section nobody reads does not fail it. A bad value in a section that
+        is read still fails the command with the one-line ConfigError, at that read.
+        """
+        from ..interfaces import BackendContext
+
+        if not section:
+            return BackendContext(environ=self.environ, prefix=self.prefix, params=self.params)
+        if eager:
+            return BackendContext(environ=self.environ, settings=self.settings.section(section),
+                                  prefix=self.prefix, params=self.params)
+        settings = self.settings
+
+        def loader() -> Any:
+            return settings.section(section)
+
+        return BackendContext(environ=self.environ, prefix=self.prefix, params=self.params,
+                              settings_loader=loader)
+
+    def _build(self, reg: Any, eager: bool = False) -> Any:
         cls = reg.spec.load()
-        return cls(self.context(reg.spec.settings))
+        return cls(self.context(reg.spec.settings, eager=eager))
 
     # -- backends -----------------------------------------------------------------------------
     @functools.cached_property
@@ -88,7 +109,9 @@ class JobEnv:
             reg = self.registry.select("launcher", None,
                                        setting=self.settings.get_raw("core", "launcher"),
                                        environ=self.environ)
-        return self._build(reg)
+        # validated now, not on first read: a launcher may read its settings only after the
+        # step started (the local one does in wait()), too late to refuse a bad value
+        return self._build(reg, eager=True)
 
     def _hinted_launcher(self) -> str | None:
         """The launcher plugin named by the hint, or None (no hint, or no plugin claims it:
@@ -136,9 +159,9 @@ class JobEnv:
 
     def node_list(self) -> list[str]:
         """``$SCR_NODELIST`` if set (SCR's override), else the resource manager's nodes."""
-        from ..hostlist import expand
-
         if self.environ.get("SCR_NODELIST"):
+            from ..hostlist import expand
+
             return expand(self.environ["SCR_NODELIST"])
         return self.resource_manager.job_nodes()
 

@@ -18,19 +18,20 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import tempfile
 import time
 from typing import Iterable
 
 from ..errors import JobEnvironmentError, UsageError
-from ..hostlist import expand, validate_node_name
 
 ENV_DIR = "SCR_LOCAL_DIR"
 FAULTS = ("hang", "fail", "garbage")
 
 
+_SIGKILL = 9  # signal.SIGKILL on every POSIX system (signal is not imported for it)
+
 def _atomic_write(path: str, text: str) -> None:
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp.")
     try:
         with os.fdopen(fd, "w") as fh:
@@ -45,6 +46,8 @@ def _atomic_write(path: str, text: str) -> None:
 
 
 def default_base() -> str:
+    import tempfile
+
     return os.path.join(tempfile.gettempdir(), f"scr-local-{os.getuid()}")
 
 
@@ -66,6 +69,8 @@ class LocalAllocation:
             raise JobEnvironmentError(f"cannot read {meta_path}: {exc}") from exc
         self.job_id: str = str(meta["job_id"])
         self.nodes: list[str] = list(meta["nodes"])
+        #: membership tests (every launch checks every node: a list made it quadratic)
+        self.node_set: frozenset[str] = frozenset(self.nodes)
         self.end_time: int = int(meta.get("end_time", -1))
         self.created: float = float(meta.get("created", 0))
 
@@ -78,6 +83,8 @@ class LocalAllocation:
         base: str | None = None,
         job_id: str | None = None,
     ) -> LocalAllocation:
+        from ..hostlist import validate_node_name
+
         names = [validate_node_name(n) for n in nodes]
         if not names:
             raise UsageError("a local allocation needs at least one node")
@@ -85,6 +92,8 @@ class LocalAllocation:
             raise UsageError("node names of a local allocation must be unique")
         base = base or default_base()
         os.makedirs(base, mode=0o700, exist_ok=True)
+        import tempfile
+
         path = tempfile.mkdtemp(prefix="alloc.", dir=base)
         job_id = job_id or f"local.{os.path.basename(path)[6:]}"
         now = time.time()
@@ -104,11 +113,13 @@ class LocalAllocation:
             if count < 1:
                 raise UsageError(f"node count must be at least 1, not {count}")
             return [f"{prefix}{i}" for i in range(1, count + 1)]
+        from ..hostlist import expand
+
         return expand(str(spec))
 
     # -- node state --------------------------------------------------------------------------
     def _node_dir(self, node: str) -> str:
-        if node not in self.nodes:
+        if node not in self.node_set:
             raise UsageError(
                 f"'{node}' is not a node of local allocation {self.job_id} "
                 f"({', '.join(self.nodes)})"
@@ -168,7 +179,7 @@ class LocalAllocation:
         """Kill every task on ``node`` at once (SIGKILL) and mark it dead. Returns #groups."""
         d = self._node_dir(node)
         _atomic_write(os.path.join(d, "crashed"), time.strftime("%Y-%m-%dT%H:%M:%S"))
-        return self.kill_node_tasks(node, signal.SIGKILL)
+        return self.kill_node_tasks(node, _SIGKILL)
 
     # -- task registry -----------------------------------------------------------------------
     def register_group(self, node: str, pgid: int) -> None:
@@ -187,7 +198,7 @@ class LocalAllocation:
         except FileNotFoundError:
             return []
 
-    def kill_node_tasks(self, node: str, sig: int = signal.SIGKILL) -> int:
+    def kill_node_tasks(self, node: str, sig: int = _SIGKILL) -> int:
         count = 0
         for pgid in self.node_groups(node):
             try:

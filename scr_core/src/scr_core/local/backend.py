@@ -27,10 +27,9 @@ import signal
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Sequence
 
-from ..errors import JobEnvironmentError, LaunchError, UsageError
+from ..errors import LaunchError, UsageError
 from ..hostlist import difference, expand
 from ..interfaces import (
     JobStep,
@@ -38,9 +37,12 @@ from ..interfaces import (
     NodeResult,
     RemoteExecutor,
     RemoteResult,
-    ResourceManager,
 )
 from .allocation import ENV_DIR, LocalAllocation
+
+# the resource manager has its own module (no subprocess/threading to import for it); kept
+# importable from here
+from .rm import LocalResourceManager, _allocation, _require_allocation  # noqa: F401
 
 POLL_SECONDS = 0.05
 KILL_GRACE_SECONDS = 3.0
@@ -71,66 +73,6 @@ def _forward_stdin(proc: subprocess.Popen) -> None:
                 pass
 
     threading.Thread(target=pump, name="scr-stdin", daemon=True).start()
-
-
-def _allocation(environ: Mapping[str, str]) -> LocalAllocation | None:
-    path = environ.get(ENV_DIR)
-    return LocalAllocation(path) if path else None
-
-
-def _require_allocation(environ: Mapping[str, str]) -> LocalAllocation:
-    alloc = _allocation(environ)
-    if alloc is None:
-        raise JobEnvironmentError(
-            f"not inside a local allocation ({ENV_DIR} is not set); "
-            "use 'scr local alloc -N 4 -- COMMAND' or 'scr run local ...'"
-        )
-    return alloc
-
-
-class LocalResourceManager(ResourceManager):
-    name = "local"
-
-    def _alloc(self) -> LocalAllocation | None:
-        return _allocation(self.environ)
-
-    def job_id(self) -> str | None:
-        alloc = self._alloc()
-        return alloc.job_id if alloc else None
-
-    def job_nodes(self) -> list[str]:
-        alloc = self._alloc()
-        return list(alloc.nodes) if alloc else []
-
-    def down_nodes(self) -> dict[str, str]:
-        alloc = self._alloc()
-        return alloc.down_nodes() if alloc else {}
-
-    def end_time(self) -> int:
-        alloc = self._alloc()
-        return alloc.end_time if alloc else 0
-
-    # batch lifecycle: implemented in local/batch.py (imported only when used); the types
-    # are ResourceManager's: NodeInfo list, SubmitRequest -> JobRecord, {id: JobStatus}
-    def node_inventory(self, partition: str | None = None) -> list:
-        from . import batch
-
-        return batch.node_inventory(self.environ, self.context.settings, partition)
-
-    def submit(self, request: object) -> object:
-        from . import batch
-
-        return batch.submit(self.environ, self.context.settings, request)
-
-    def status(self, job_ids: Sequence[str]) -> dict:
-        from . import batch
-
-        return batch.status(self.environ, self.context.settings, job_ids)
-
-    def cancel(self, job_id: str) -> None:
-        from . import batch
-
-        batch.cancel(self.environ, self.context.settings, job_id)
 
 
 # --------------------------------------------------------------------------- launcher
@@ -216,7 +158,7 @@ class LocalLauncher(Launcher):
         dead = [n for n in alloc.nodes if alloc.is_crashed(n)]
         if nodes is not None:
             chosen = list(nodes)
-            unknown = [n for n in chosen if n not in alloc.nodes]
+            unknown = [n for n in chosen if n not in alloc.node_set]
             if unknown:
                 raise LaunchError(f"local launcher: nodes not in the allocation: "
                                   f"{','.join(unknown)}")
@@ -434,13 +376,15 @@ class LocalRemoteExecutor(RemoteExecutor):
         result = RemoteResult()
         for n in nodes:
             result[n] = NodeResult(rc=None)
-        unknown = [n for n in nodes if n not in alloc.nodes]
+        unknown = [n for n in nodes if n not in alloc.node_set]
         for n in unknown:
             result[n] = NodeResult(rc=None, stderr=f"{n}: not a node of this allocation",
                                    unreachable=True)
         todo = [n for n in nodes if n not in unknown]
         if not todo:
             return result
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=max(1, min(fanout, len(todo)))) as pool:
             for node, res in zip(todo, pool.map(
                     lambda n: self._run_one(alloc, n, argv, timeout), todo)):

@@ -23,7 +23,7 @@ def scr_resource_managers() -> list:
     return [ResourceManagerSpec(
         name="local",
         description="virtual nodes on this machine (scr local alloc); the default",
-        backend="scr_core.local.backend:LocalResourceManager",
+        backend="scr_core.local.rm:LocalResourceManager",
         detect=detect,
         # SCR_LOCAL_DIR is set only by us, so it is more specific than any RM's variables
         priority=100,
