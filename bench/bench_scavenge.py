@@ -24,8 +24,8 @@ and ``sync`` run, outside the timing, so every run starts from the same page cac
   executor, batch-node verification, summary/rank2file/index/flush writes) against the
   same ``cp -a``: large files always, small files with ``--full``.
 
-Targets: the agent's time <= 1.5x ``cp -a`` for large files, <= 3x for 20k small files
-(per file, Python's interpreter work comes on top of the same system calls as cp's).
+Targets (issue 9, speed = ``cp -a`` time / ours): ``speed >= 0.8x`` for large files (our
+time <= 1.25x ``cp -a``'s), ``speed >= 1.0x`` for 20k small files (our time <= ``cp -a``'s).
 
 Limits: a shared 2-core VM where colleagues' tests run at the same time (load average 3-10
 during development): the read/CRC/write pipeline cannot overlap on a busy second core, and
@@ -237,9 +237,9 @@ def run(quick: bool, full: bool = False) -> list[dict]:
                         whole=False, target=""))
     # large files vary most (the VM's page-cache write speed swings 10x under load)
     rows = _case("large files", 8, 1, 64 << 20, 9 if full else 5, on_disk=True,
-                 sync_rows=True, whole=True, target="<= 1.5x")
+                 sync_rows=True, whole=True, target="speed >= 0.8x")
     rows += _case("small files", 8, 2500, 8 << 10, 7 if full else 3, on_disk=False,
-                  sync_rows=False, whole=full, target="<= 3x")
+                  sync_rows=False, whole=full, target="speed >= 1.0x")
     if full:
         rows += _case("small files", 8, 2500, 8 << 10, 3, on_disk=True, sync_rows=False,
                       whole=False, target="")
