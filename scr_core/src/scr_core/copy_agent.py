@@ -4,7 +4,8 @@
 
     python -m scr_core.copy_agent --id ID (--cntldir DIR | --jobid JOBID [--user USER])
         --prefix PREFIX [--buf BYTES] [--crc | --no-crc] [--sync fs|file|none]
-        [--pipeline auto|on|off] [--threads N] [--progress | --quiet] [DOWN_NODE ...]
+        [--pipeline auto|on|off] [--procs N] [--threads N] [--progress | --quiet]
+        [DOWN_NODE ...]
 
 For dataset ID it reads ``<cntldir>/cindex.scrinfo`` (the node's cache index) to find the
 dataset's cache directory, then for each ``<cachedir>/.scr/filemap_<rank>``:
@@ -61,6 +62,7 @@ import json
 import os
 import queue
 import re
+import signal
 import socket
 import stat
 import struct
@@ -91,8 +93,22 @@ DEFAULT_BUF = 1024 * 1024
 # large-file thread (and its read/CRC/write pipeline when that is on)
 PIPELINE_MIN_BUFFERS = 4
 PIPELINE_DEPTH = 4  # buffers in flight per pipelined file
+MAX_AUTO_PROCS = 8  # worker processes by default: one per usable CPU, at most this many
+# splitting one filemap between workers: a file counts as its size plus this (the cost of
+# creating, renaming and reporting a file, in bytes of copying)
+FILE_COST = 64 * 1024
+_HDR = struct.Struct("<IB")  # worker -> agent frame: payload length, kind
+_PROGRESS = struct.Struct("<5Q")  # files_total, bytes_total, files_done, bytes_done, copied
 _REDSET_RE = re.compile(r"^reddesc.*\.er\.")
 _FILEMAP_RE = re.compile(r"^filemap_(0|[1-9][0-9]*)$")
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 class CopyError(Exception):
@@ -128,6 +144,27 @@ def _copy_simple(src_fd: int, dst_fd: int, buf: bytearray, want_crc: bool,
         total += n
         if n < len(view) and total == expected:
             return total, crc
+
+
+def _copy_small(src_fd: int, dst_fd: int, size: int, want_crc: bool) -> tuple[int, int]:
+    """A file of at most one buffer: one read of ``size + 1`` bytes, CRC, one write.
+
+    Reading one byte more than expected tells a file that grew from one of the right size
+    without a second read; the caller compares the count returned with ``size``.
+    """
+    data = os.read(src_fd, size + 1)
+    n = len(data)
+    if n > size:  # longer than the filemap says: the caller reports the size
+        return n, 0
+    if n < size:  # the file shrank, or the read was split (rare): the general loop
+        os.lseek(src_fd, 0, os.SEEK_SET)
+        return _copy_simple(src_fd, dst_fd, bytearray(max(size + 1, 4096)), want_crc, size)
+    crc = _crc32(data) if want_crc else 0
+    if n:
+        written = os.write(dst_fd, data)
+        if written != n:
+            _write_all(dst_fd, memoryview(data)[written:])
+    return n, crc
 
 
 def _copy_pipelined(src_fd: int, dst_fd: int, bufsize: int, want_crc: bool) -> tuple[int, int]:
@@ -323,6 +360,7 @@ _U32 = struct.Struct(">I").unpack_from
 _KVTREE_MAGIC = 0x951FC3F5
 # C-accelerated; ASCII-only so that undecodable names (surrogate escapes) stay printable
 _json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_HEX = re.compile(rb"[0-9a-fA-F]+")
 _MULTI = object()  # a META key with several values, or a nested one: no single value
 
 RawMeta = dict  # bytes key -> bytes value, or _MULTI
@@ -378,6 +416,18 @@ def scan_filemap(path: str) -> list[tuple[str, RawMeta | None]]:
         raise FilemapError(f"{path}: corrupt filemap ({exc})") from exc
 
 
+_PAIRS_RE: dict[int, re.Pattern] = {}
+
+
+def _pairs_re(count: int) -> re.Pattern:
+    """A regex matching exactly ``count`` consecutive plain META pairs."""
+    pat = _PAIRS_RE.get(count)
+    if pat is None:
+        pat = _PAIRS_RE[count] = re.compile(
+            rb"(?:[^\0]*\0\0\0\0\x01[^\0]*\0\0\0\0\0){%d}" % count)
+    return pat
+
+
 class _Repeated(Exception):
     pass
 
@@ -389,6 +439,7 @@ def _scan(buf: bytes, end: int) -> list[tuple[str, RawMeta | None]]:
     out: list[tuple[str, RawMeta | None]] = []
     seen: set[bytes] = set()
     match = _PAIR.match
+    findall = _PAIR.findall
     find = buf.index
     for _ in range(count):
         nul = find(b"\0", pos, end)
@@ -417,6 +468,13 @@ def _scan(buf: bytes, end: int) -> list[tuple[str, RawMeta | None]]:
                         raise _Repeated
                     pos = _skip(buf, pos, end, mc)
                     continue
+                # the usual META: mc plain pairs, matched and collected by two C calls
+                block = _pairs_re(mc).match(buf, pos, end)
+                if block is not None:
+                    meta = dict(findall(buf, pos, block.end()))
+                    if len(meta) == mc:  # no repeated key
+                        pos = block.end()
+                        continue
                 meta = {}
                 for _ in range(mc):
                     m = match(buf, pos, end)
@@ -465,6 +523,8 @@ def raw_int(meta: RawMeta, key: bytes) -> int | None:
         return None
     if value.isdigit() and (len(value) == 1 or value[0] != 0x30):
         return int(value)
+    if value[:2] == b"0x" and 2 < len(value) <= 18 and _HEX.fullmatch(value, 2):  # CRC
+        return int(value[2:], 16)
     from .kvtree import c_strtoul
 
     return c_strtoul(value.decode("utf-8", "surrogateescape"))
@@ -506,14 +566,14 @@ class CopyAgent:
         progress: bool = False,
         node: str | None = None,
         pipeline: str = "auto",
+        procs: int = 0,
     ) -> None:
         self.dataset_id = dataset_id
-        if pipeline == "auto":
-            try:
-                cpus = len(os.sched_getaffinity(0))
-            except (AttributeError, OSError):
-                cpus = os.cpu_count() or 1
-            pipeline = "on" if cpus >= 4 else "off"
+        cpus = usable_cpus()
+        # worker processes: each copies its share of the files in one thread
+        self.procs = procs if procs > 0 else min(cpus, MAX_AUTO_PROCS)
+        if pipeline == "auto":  # a pipeline per file only when spare CPUs are left
+            pipeline = "on" if cpus >= 4 and self.procs == 1 else "off"
         self.pipeline = pipeline == "on"
         self.cntldir = cntldir
         self.prefix = os.path.abspath(prefix)
@@ -763,7 +823,9 @@ class CopyAgent:
             dst_fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW |
                              os.O_CLOEXEC, mode)
             try:
-                if self.pipeline and task.size > self.bufsize * PIPELINE_MIN_BUFFERS:
+                if task.size <= self.bufsize:
+                    total, crc = _copy_small(src_fd, dst_fd, task.size, self.crc)
+                elif self.pipeline and task.size > self.bufsize * PIPELINE_MIN_BUFFERS:
                     total, crc = _copy_pipelined(src_fd, dst_fd, self.bufsize, self.crc)
                 else:
                     total, crc = _copy_simple(src_fd, dst_fd, self._buffer(), self.crc,
@@ -862,7 +924,7 @@ class CopyAgent:
 
     # -- main -------------------------------------------------------------------------------
     def run(self) -> int:
-        t0 = time.monotonic()
+        t0 = self._t0 = time.monotonic()
         try:
             cachedir = self.cache_dir()
             maps, redsets = self.metadata_names(cachedir) if cachedir else ([], [])
@@ -884,7 +946,7 @@ class CopyAgent:
             self.copy_meta_file(cachedir, name)
         done = threading.Event()
         ticker = None
-        if self.progress:
+        if self.progress and not self._forks(maps):  # forking: started after the fork
             ticker = threading.Thread(target=self._progress_loop, args=(done, t0), daemon=True)
             ticker.start()
         try:
@@ -903,7 +965,226 @@ class CopyAgent:
                 self.complain(self.error)
         return self._finish(t0)
 
+    def _forks(self, maps: Sequence[tuple[int, str]]) -> bool:
+        return self.procs > 1 and bool(maps) and hasattr(os, "fork")
+
     def _copy_all(self, cachedir: str, maps: Sequence[tuple[int, str]]) -> None:
+        if self._forks(maps):
+            self._copy_forked(cachedir, maps)
+        else:
+            self._copy_threaded(cachedir, maps)
+
+    # -- worker processes -------------------------------------------------------------------
+    def plan(self, cachedir: str, maps: Sequence[tuple[int, str]],
+             nprocs: int) -> list[list[tuple[int, str, int, int]]]:
+        """Each worker's share: ``[(rank, filemap name, part, parts)]``.
+
+        With at least as many filemaps as workers, whole filemaps are dealt out, biggest
+        (most files) first, each to the least loaded worker, so a worker writes its ranks'
+        directories alone. With fewer, every worker takes part ``i`` of ``nprocs`` of every
+        filemap (see :func:`share_of`).
+        """
+        if len(maps) < nprocs:
+            return [[(rank, name, i, nprocs) for rank, name in maps] for i in range(nprocs)]
+        weighted = []
+        for order, (rank, name) in enumerate(maps):
+            try:
+                weight = os.path.getsize(os.path.join(cachedir, ".scr", name))
+            except OSError:
+                weight = 0
+            weighted.append((-weight, order, rank, name))
+        weighted.sort()
+        loads = [0] * nprocs
+        shares: list[list[tuple[int, int, str]]] = [[] for _ in range(nprocs)]
+        for neg, order, rank, name in weighted:
+            i = loads.index(min(loads))
+            loads[i] -= neg
+            shares[i].append((order, rank, name))
+        return [[(rank, name, 0, 1) for _, rank, name in sorted(sh)] for sh in shares]
+
+    def _copy_forked(self, cachedir: str, maps: Sequence[tuple[int, str]]) -> None:
+        """Copy in ``procs`` forked worker processes, each its share in one thread.
+
+        Threads in one process serialise on the GIL, and the interpreter's work per file
+        (and CRC32 with zlib's) is most of the time; processes run it on every CPU. The
+        filemaps are copied first, here, so the batch node knows what to expect of every
+        rank before any data file arrives; each worker reads the filemaps of its share
+        itself. Workers send their JSON lines, stderr lines, progress and final counts
+        over a pipe in frames (:data:`_HDR`); this process writes them out in arrival order.
+        """
+        for rank, name in maps:
+            self.ranks.append(rank)
+            self.copy_meta_file(cachedir, name)
+        nprocs = self.procs
+        shares = self.plan(cachedir, maps, nprocs)
+        self.out.flush()
+        self.err.flush()
+        workers: dict[int, tuple[int, int]] = {}  # read fd -> (worker index, pid)
+        collected = False
+        parent = os.getpid()
+        try:
+            for i, share in enumerate(shares):
+                rfd, wfd = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # the worker: never returns
+                    code = 1
+                    try:
+                        _die_with_parent(parent)
+                        os.close(rfd)
+                        for other in workers:
+                            os.close(other)
+                        self._worker_main(cachedir, share, wfd, parent)
+                        code = 0
+                    finally:
+                        os._exit(code)
+                os.close(wfd)
+                workers[rfd] = (i, pid)
+            self._collect(workers)
+            collected = True
+        finally:
+            for rfd, (_i, pid) in workers.items():
+                try:
+                    os.close(rfd)
+                except OSError:
+                    pass
+                self._reap(pid, kill=not collected)
+
+    def _reap(self, pid: int, kill: bool) -> None:
+        """Wait for a worker; ``kill``: stop it first (this process is giving up)."""
+        try:
+            if kill:
+                os.kill(pid, signal.SIGTERM)
+            _, status = os.waitpid(pid, 0)
+        except (ChildProcessError, ProcessLookupError):
+            return
+        if kill:
+            return
+        if status:
+            why = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) \
+                else f"exit code {os.WEXITSTATUS(status)}"
+            self._worker_failed(f"copy worker {pid} ended with {why}")
+
+    def _worker_failed(self, text: str) -> None:
+        if self.status != "error":
+            self.status = "error"
+            self.error = text
+        self.complain(text)
+
+    def _collect(self, workers: dict[int, tuple[int, int]]) -> None:
+        """Read every worker's frames until all pipes are closed."""
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        bufs: dict[int, bytearray] = {}
+        progress: dict[int, tuple[int, ...]] = {}
+        finished: set[int] = set()
+        for rfd in workers:
+            sel.register(rfd, selectors.EVENT_READ)
+            bufs[rfd] = bytearray()
+        done = threading.Event()
+        ticker = None
+        if self.progress:
+            ticker = threading.Thread(target=self._progress_loop,
+                                      args=(done, self._t0), daemon=True)
+            ticker.start()
+        try:
+            while sel.get_map():
+                for key, _ in sel.select():
+                    rfd = key.fd
+                    data = os.read(rfd, 1 << 20)
+                    if not data:
+                        sel.unregister(rfd)
+                        continue
+                    buf = bufs[rfd]
+                    buf += data
+                    pos, end = 0, len(buf)
+                    while end - pos >= _HDR.size:
+                        size, kind = _HDR.unpack_from(buf, pos)
+                        if end - pos - _HDR.size < size:
+                            break
+                        start = pos + _HDR.size
+                        payload = bytes(buf[start:start + size])
+                        pos = start + size
+                        if kind == 0x4F:  # "O": JSON lines for stdout
+                            text = payload.decode("utf-8", "surrogateescape")
+                            with self._out_lock:
+                                self.out.write(text)
+                        elif kind == 0x45:  # "E": lines for stderr
+                            with self._out_lock:
+                                self.err.write(payload.decode("utf-8", "surrogateescape"))
+                                self.err.flush()
+                        elif kind == 0x50:  # "P": progress counters
+                            progress[rfd] = _PROGRESS.unpack(payload)
+                            self._sum_progress(progress)
+                        elif kind == 0x53:  # "S": the worker's final counts
+                            self._merge(json.loads(payload))
+                            finished.add(rfd)
+                    del buf[:pos]
+        finally:
+            sel.close()
+            done.set()
+            if ticker is not None:
+                ticker.join()
+                self.err.write("\n")
+        for rfd, (i, pid) in workers.items():
+            if rfd not in finished:
+                self._worker_failed(f"copy worker {i} (pid {pid}) ended without reporting "
+                                    "its counts; its files may be missing")
+
+    def _sum_progress(self, progress: dict[int, tuple[int, ...]]) -> None:
+        s = self.stats
+        totals = [sum(p[k] for p in progress.values()) for k in range(5)]
+        with s.lock:
+            s.files_total, s.bytes_total, s.files_done, s.bytes_done, s.bytes_copied = totals
+
+    def _merge(self, rec: dict[str, Any]) -> None:
+        s = self.stats
+        with s.lock:
+            for key in ("copied", "present", "failed"):
+                setattr(s, key, getattr(s, key) + rec[key])
+            s.failures.extend(rec["failures"])
+        if rec["status"] == "error" and self.status != "error":
+            self.status, self.error = "error", rec["error"]
+
+    def _worker_main(self, cachedir: str, share: Sequence[tuple[int, str, int, int]],
+                     wfd: int, parent: int) -> None:
+        """In a forked worker: copy the files of ``share``, reporting through ``wfd``."""
+        self.stats = Stats()
+        self._out_lock = threading.Lock()
+        self._dirs_lock = threading.Lock()
+        self._local = threading.local()
+        self.progress = False
+        out = _FrameWriter(wfd, 0x4F, 64 * 1024, self)
+        self.out = out  # type: ignore[assignment]
+        self.err = _FrameWriter(wfd, 0x45, 0, None)  # type: ignore[assignment]
+        status, error = "ok", None
+        for rank, name, part, parts in share:
+            try:
+                tasks = self.read_tasks(os.path.join(cachedir, ".scr", name), rank)
+            except Exception as exc:
+                status, error = "error", f"cannot read {name}: {exc}"
+                if part == 0:  # every worker reading this filemap fails alike: tell once
+                    self.complain(error)
+                continue
+            if parts > 1:
+                tasks = share_of(tasks, part, parts)
+            s = self.stats
+            s.files_total += len(tasks)
+            s.bytes_total += sum(t.size for t in tasks)
+            out.send_progress()
+            for task in tasks:
+                if os.getppid() != parent:  # the agent was killed (no PDEATHSIG here)
+                    os._exit(1)
+                self.copy_one(task)
+        out.flush()
+        s = self.stats
+        _send(wfd, 0x53, json.dumps({
+            "copied": s.copied, "present": s.present, "failed": s.failed,
+            "failures": s.failures, "status": status, "error": error}).encode())
+        os.close(wfd)
+
+    # -- threads in this process ------------------------------------------------------------
+    def _copy_threaded(self, cachedir: str, maps: Sequence[tuple[int, str]]) -> None:
         """Read the filemaps in this thread; copy in workers as soon as each one is read.
 
         Small files go to ``threads`` workers (their system calls overlap); large ones to
@@ -966,6 +1247,82 @@ class CopyAgent:
         return rc
 
 
+# --------------------------------------------------------------------------- workers
+
+
+def share_of(tasks: Sequence[FileTask], part: int, parts: int) -> list[FileTask]:
+    """Part ``part`` of ``parts`` of a filemap's files: consecutive runs of about equal cost
+    (size + :data:`FILE_COST` per file), so files of one directory stay mostly together.
+    Every worker computes the same split from the same filemap."""
+    total = sum(t.size + FILE_COST for t in tasks)
+    out = []
+    acc = 0
+    for t in tasks:
+        cost = t.size + FILE_COST
+        # the part holding the middle of this file's cost
+        if min(parts - 1, (2 * acc + cost) * parts // (2 * total)) == part:
+            out.append(t)
+        acc += cost
+    return out
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a worker: be killed when the agent dies (Linux ``PR_SET_PDEATHSIG``), as a
+    killed agent (a timeout, ^C) must not leave copies running behind it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # elsewhere the worker checks its parent before every file
+    if os.getppid() != parent:  # the agent died before prctl
+        os._exit(1)
+
+
+def _send(fd: int, kind: int, payload: bytes) -> None:
+    view = memoryview(_HDR.pack(len(payload), kind) + payload)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class _FrameWriter:
+    """A worker's stdout or stderr: text sent to the agent process as frames.
+
+    Stdout text is sent when ``limit`` characters have gathered (with the progress
+    counters first); stderr (``limit`` 0) at every flush.
+    """
+
+    def __init__(self, fd: int, kind: int, limit: int, agent: CopyAgent | None) -> None:
+        self.fd, self.kind, self.limit, self.agent = fd, kind, limit, agent
+        self.parts: list[str] = []
+        self.size = 0
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        self.size += len(text)
+        if self.limit and self.size >= self.limit:
+            self.flush()
+        return len(text)
+
+    def send_progress(self) -> None:
+        if self.agent is not None:
+            s = self.agent.stats
+            _send(self.fd, 0x50, _PROGRESS.pack(s.files_total, s.bytes_total, s.files_done,
+                                                s.bytes_done, s.bytes_copied))
+
+    def flush(self) -> None:
+        if not self.parts:
+            return
+        text = "".join(self.parts)
+        self.parts.clear()
+        self.size = 0
+        self.send_progress()
+        _send(self.fd, self.kind, text.encode("utf-8", "surrogateescape"))
+
+    def isatty(self) -> bool:
+        return False
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -1006,8 +1363,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", choices=("auto", "on", "off"), default="auto",
                    help="read/CRC/write of a large file in three threads (auto: with 4 or "
                         "more CPUs)")
+    p.add_argument("--procs", type=int, default=0,
+                   help="worker processes, each copying a share of the files (default: one "
+                        f"per usable CPU, at most {MAX_AUTO_PROCS}; 1: copy in this process)")
     p.add_argument("--threads", type=int, default=0,
-                   help="threads for small files (default: CPUs + 1, at most 4)")
+                   help="with --procs 1: threads for small files (default: CPUs + 1, at "
+                        "most 4)")
     shown = p.add_mutually_exclusive_group()
     shown.add_argument("--progress", action="store_true", default=None,
                        help="show progress on stderr even when it is not a terminal")
@@ -1040,6 +1401,8 @@ def main(argv: Optional[Sequence[str]] = None,
         p.error("--buf must be at least 1 byte")
     if args.threads < 0:
         p.error("--threads must not be negative")
+    if args.procs < 0:
+        p.error("--procs must not be negative")
     prefix = os.path.abspath(args.prefix)
     node = _node_name()
     if node in down or node.split(".")[0] in down:
@@ -1059,7 +1422,8 @@ def main(argv: Optional[Sequence[str]] = None,
         progress = err.isatty()
     agent = CopyAgent(args.id, cntldir, prefix, bufsize=bufsize, crc=args.crc,
                       sync=args.sync, threads=args.threads, out=out, err=err,
-                      progress=progress, node=node, pipeline=args.pipeline)
+                      progress=progress, node=node, pipeline=args.pipeline,
+                      procs=args.procs)
     return agent.run()
 
 
