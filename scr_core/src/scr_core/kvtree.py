@@ -47,7 +47,6 @@ import gc
 import math
 import os
 import re
-import secrets
 import stat
 import struct
 import zlib
@@ -761,7 +760,7 @@ def write(path: str | os.PathLike[str], tree: KVTree, crc: bool = True) -> None:
     fd = -1
     try:
         for _ in range(100):
-            tmp = os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+            tmp = os.path.join(directory, f".{base}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
             try:
                 fd = os.open(tmp, flags, 0o666)  # the kernel applies the umask, as for C
                 break
