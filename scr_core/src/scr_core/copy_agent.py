@@ -600,6 +600,8 @@ class CopyAgent:
         self._dirs_lock = threading.Lock()
         self._local = threading.local()
         self._real_dirs: dict[str, str] = {}
+        self._nums: dict[Any, int | None] = {}  # META value -> raw_int of it
+        self._strs: dict[bytes, str] = {}  # META PATH -> decoded
         self._euid, self._egid = os.geteuid(), os.getegid()
         umask = os.umask(0)  # read it once; a file is then created with its final mode
         os.umask(umask)
@@ -657,31 +659,54 @@ class CopyAgent:
         """The files of one filemap."""
         return [self._task(rank, src, meta) for src, meta in scan_filemap(path)]
 
+    def _num(self, value: Any) -> int | None:
+        """A META value as :func:`raw_int` reads it, remembered (values repeat a lot)."""
+        number = raw_int({b"": value}, b"")
+        if len(self._nums) < 4096:
+            self._nums[value] = number
+        return number
+
     def _task(self, rank: int, src: str, meta: RawMeta | None) -> FileTask:
         if meta is None:
             return FileTask(rank, src, "", "", 0, None, problem="filemap entry has no META")
-        path, name = raw_str(meta, b"PATH"), raw_str(meta, b"NAME")
-        dst = os.path.join(path, name) if path is not None and name is not None else ""
-        size = raw_int(meta, b"SIZE")
-        meta_rank = raw_int(meta, b"RANK")
+        # per file this is most of the agent's own work on small files: values repeated from
+        # file to file (MODE, UID, RANK, seconds) are converted once, through self._nums
+        g = meta.get
+        nums, num = self._nums, self._num
+        path, name = g(b"PATH"), g(b"NAME")
+        if path is None or name is None or path is _MULTI or name is _MULTI:
+            dst = ""
+        else:
+            path_s = self._strs.get(path)
+            if path_s is None:
+                path_s = self._strs[path] = path.decode("utf-8", "surrogateescape")
+            dst = os.path.join(path_s, name.decode("utf-8", "surrogateescape"))
+        v = g(b"SIZE")
+        size = nums[v] if v in nums else num(v)
+        v = g(b"RANK")
+        meta_rank = nums[v] if v in nums else num(v)
         crc = raw_int(meta, b"CRC") if self.crc else None
-        atime, mtime = raw_int(meta, b"ATIME_SECS"), raw_int(meta, b"MTIME_SECS")
+        v = g(b"ATIME_SECS")
+        atime = nums[v] if v in nums else num(v)
+        v = g(b"MTIME_SECS")
+        mtime = nums[v] if v in nums else num(v)
+        v = g(b"MODE")
+        mode = nums[v] if v in nums else num(v)
+        v = g(b"UID")
+        uid = nums[v] if v in nums else num(v)
+        v = g(b"GID")
+        gid = nums[v] if v in nums else num(v)
         task = FileTask(
-            rank=rank if meta_rank is None else meta_rank,
-            src=src, dst=dst, rel="", size=size or 0,
-            expected_crc=None if crc is None else crc & 0xFFFFFFFF,
-            mode=raw_int(meta, b"MODE"), uid=raw_int(meta, b"UID"),
-            gid=raw_int(meta, b"GID"),
-            atime_ns=None if atime is None
-            else atime * 10**9 + (raw_int(meta, b"ATIME_NSECS") or 0),
-            mtime_ns=None if mtime is None
-            else mtime * 10**9 + (raw_int(meta, b"MTIME_NSECS") or 0),
+            rank if meta_rank is None else meta_rank, src, dst, "", size or 0,
+            None if crc is None else crc & 0xFFFFFFFF, mode, uid, gid,
+            None if atime is None else atime * 10**9 + (raw_int(meta, b"ATIME_NSECS") or 0),
+            None if mtime is None else mtime * 10**9 + (raw_int(meta, b"MTIME_NSECS") or 0),
         )
-        if not dst or not os.path.isabs(dst):
+        if not dst or dst[0] != "/":
             task.problem = f"META PATH/NAME {dst!r} is not an absolute path"
         elif size is None:
             task.problem = "META has no SIZE"
-        elif not raw_complete(meta):
+        elif g(b"COMPLETE") != b"1" and not raw_complete(meta):
             task.problem = "META COMPLETE is not 1 (the file was not completely written)"
         else:
             placed = place_in_prefix(dst, self.prefix, self.real_prefix, self._real_dirs)
@@ -736,21 +761,27 @@ class CopyAgent:
         try:
             if task.problem:
                 raise CopyError(task.problem)
-            dst_dir = os.path.dirname(task.dst)
-            dst_st: os.stat_result | None = None
-            if not self._ensure_dir(dst_dir):
+            cut = task.dst.rfind("/")  # an absolute, normalised path
+            dst_dir = task.dst[:cut] or "/"
+            fresh = self._dirs.get(dst_dir)
+            if fresh is None:
+                fresh = self._ensure_dir(dst_dir)
+            if fresh:  # created by this run: nothing of ours can be there yet
+                status, crc = "copied", self._copy(task)
+            else:
+                dst_st: os.stat_result | None = None
                 try:
                     dst_st = os.lstat(task.dst)
                 except FileNotFoundError:
                     pass
-            if dst_st is not None and self._same_file(task, dst_st):
-                # bypass: the file was written straight to the prefix; verify only
-                status, crc = "present", self._verify_in_place(task)
-            elif self._already_there(task, dst_st):
-                status, crc = "present", task.expected_crc
-                self._fix_mode(task)
-            else:
-                status, crc = "copied", self._copy(task)
+                if dst_st is not None and self._same_file(task, dst_st):
+                    # bypass: the file was written straight to the prefix; verify only
+                    status, crc = "present", self._verify_in_place(task)
+                elif self._already_there(task, dst_st):
+                    status, crc = "present", task.expected_crc
+                    self._fix_mode(task)
+                else:
+                    status, crc = "copied", self._copy(task)
         except (CopyError, OSError) as exc:
             text = str(exc) if isinstance(exc, CopyError) else \
                 f"{exc.strerror or exc} ({getattr(exc, 'filename', None) or task.dst})"
@@ -758,11 +789,12 @@ class CopyAgent:
             return
         # the record of every file is one JSON line; formatted by hand because json.dumps
         # of a dict per file was a tenth of the time of copying a small file
+        crc_s = "null" if crc is None else f'"{crc_text(crc)}"'
         expected = "" if task.expected_crc is None else \
+            f',"crc_expected":{crc_s}' if crc == task.expected_crc else \
             f',"crc_expected":"{crc_text(task.expected_crc)}"'
         line = (f'{{"event":"file","rank":{task.rank},"path":{_json_str(task.rel)},'
-                f'"size":{task.size},"status":"{status}",'
-                f'"crc":{"null" if crc is None else chr(34) + crc_text(crc) + chr(34)},'
+                f'"size":{task.size},"status":"{status}","crc":{crc_s},'
                 f'"secs":{time.monotonic() - start:.6f}{expected}}}\n')
         s = self.stats
         with s.lock:
@@ -816,8 +848,9 @@ class CopyAgent:
                 os.chmod(task.dst, want)
 
     def _copy(self, task: FileTask) -> int | None:
-        dst_dir, base = os.path.split(task.dst)
-        part = os.path.join(dst_dir, f".{base}{PART_SUFFIX}")
+        dst = task.dst
+        cut = dst.rfind("/") + 1
+        part = f"{dst[:cut]}.{dst[cut:]}{PART_SUFFIX}"
         try:
             src_fd = os.open(task.src, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
