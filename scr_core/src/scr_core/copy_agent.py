@@ -90,6 +90,10 @@ DEFAULT_BUF = 1024 * 1024
 # large-file thread (and its read/CRC/write pipeline when that is on)
 PIPELINE_MIN_BUFFERS = 4
 PIPELINE_DEPTH = 4  # buffers in flight per pipelined file
+# a file bigger than the buffer is streamed in reads and writes of at most this much (as
+# cp's 128 KiB): the buffer then stays in the CPU cache between read, CRC32 and write;
+# 1 MiB chunks measured up to 1.8x slower for 512 MiB on the 2-core VM
+STREAM_CHUNK = 128 * 1024
 MAX_AUTO_PROCS = 8  # worker processes by default: one per usable CPU, at most this many
 # splitting one filemap between workers: a file counts as its size plus this (the cost of
 # creating, renaming and reporting a file, in bytes of copying)
@@ -720,7 +724,7 @@ class CopyAgent:
     def _buffer(self) -> bytearray:
         buf = getattr(self._local, "buf", None)
         if buf is None:
-            buf = self._local.buf = bytearray(self.bufsize)
+            buf = self._local.buf = bytearray(min(self.bufsize, STREAM_CHUNK))
         return buf
 
     def _ensure_dir(self, path: str) -> bool:
