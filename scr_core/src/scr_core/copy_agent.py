@@ -371,6 +371,10 @@ _U32 = struct.Struct(">I").unpack_from
 _KVTREE_MAGIC = 0x951FC3F5
 # C-accelerated; ASCII-only so that undecodable names (surrogate escapes) stay printable
 _json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+# the META keys a copy needs (FileTask's fields)
+TASK_KEYS = frozenset((b"PATH", b"NAME", b"SIZE", b"RANK", b"CRC", b"MODE", b"UID", b"GID",
+                       b"ATIME_SECS", b"ATIME_NSECS", b"MTIME_SECS", b"MTIME_NSECS",
+                       b"COMPLETE"))
 _HEX = re.compile(rb"[0-9a-fA-F]+")
 _MULTI = object()  # a META key with several values, or a nested one: no single value
 
@@ -395,8 +399,13 @@ def _skip(buf: bytes, pos: int, end: int, count: int, depth: int = 0) -> int:
     return pos
 
 
-def scan_filemap(path: str) -> list[tuple[str, RawMeta | None]]:
+def scan_filemap(path: str, keys: frozenset[bytes] | None = None,
+                 ) -> list[tuple[str, RawMeta | None]]:
     """``[(cache path, META as {key bytes: value bytes})]`` of a filemap, in file order.
+
+    With ``keys``, META may hold only those keys (the others are checked, not returned):
+    an entry whose META lists the same keys in the same order as the entry before it is
+    then read by one regex match (``_template``), ~5x faster than collecting every pair.
 
     Header and CRC are checked as KVTree does (kvtree.md §2-3). A key with several values
     (or a nested one) maps to an opaque marker, so reading it as one value gives None, as
@@ -420,7 +429,7 @@ def scan_filemap(path: str) -> list[tuple[str, RawMeta | None]]:
         if end < 20 or zlib.crc32(memoryview(buf)[:end]) != _U32(buf, end)[0]:
             raise FilemapError(f"{path}: CRC32 mismatch")
     try:
-        return _scan(buf, end)
+        return _scan(buf, end, keys)
     except _Repeated:
         return _scan_generic(path)
     except (ValueError, IndexError, struct.error, RecursionError) as exc:
@@ -443,7 +452,31 @@ class _Repeated(Exception):
     pass
 
 
-def _scan(buf: bytes, end: int) -> list[tuple[str, RawMeta | None]]:
+_TEMPLATES: dict[tuple[tuple[bytes, ...], frozenset[bytes]],
+                 tuple[re.Pattern, tuple[bytes, ...]]] = {}
+
+
+def _template(order: tuple[bytes, ...], keys: frozenset[bytes],
+              ) -> tuple[re.Pattern, tuple[bytes, ...]]:
+    """(regex matching a META of exactly these plain pairs in this order, capturing the
+    values of ``keys``; the captured keys in group order)."""
+    found = _TEMPLATES.get((order, keys))
+    if found is None:
+        parts = []
+        for key in order:
+            value = rb"([^\0]*)" if key in keys else rb"[^\0]*"
+            parts.append(re.escape(key) + rb"\0\0\0\0\x01" + value + rb"\0\0\0\0\0")
+        found = (re.compile(b"".join(parts)), tuple(k for k in order if k in keys))
+        if len(_TEMPLATES) < 64:
+            _TEMPLATES[(order, keys)] = found
+    return found
+
+
+def _scan(buf: bytes, end: int, keys: frozenset[bytes] | None = None,
+          ) -> list[tuple[str, RawMeta | None]]:
+    tmpl_count = -1  # the META pair count the current template matches
+    tmpl: re.Pattern | None = None
+    tmpl_names: tuple[bytes, ...] = ()
     pos = 20
     (count,) = _U32(buf, pos)
     pos += 4
@@ -479,12 +512,21 @@ def _scan(buf: bytes, end: int) -> list[tuple[str, RawMeta | None]]:
                         raise _Repeated
                     pos = _skip(buf, pos, end, mc)
                     continue
+                if mc == tmpl_count:  # the same keys as the entry before, most likely
+                    m = tmpl.match(buf, pos, end)  # type: ignore[union-attr]
+                    if m is not None:
+                        meta = dict(zip(tmpl_names, m.groups()))
+                        pos = m.end()
+                        continue
                 # the usual META: mc plain pairs, matched and collected by two C calls
                 block = _pairs_re(mc).match(buf, pos, end)
                 if block is not None:
                     meta = dict(findall(buf, pos, block.end()))
                     if len(meta) == mc:  # no repeated key
                         pos = block.end()
+                        if keys is not None:
+                            tmpl, tmpl_names = _template(tuple(meta), keys)
+                            tmpl_count = mc
                         continue
                 meta = {}
                 for _ in range(mc):
@@ -661,7 +703,7 @@ class CopyAgent:
 
     def read_tasks(self, path: str, rank: int) -> list[FileTask]:
         """The files of one filemap."""
-        return [self._task(rank, src, meta) for src, meta in scan_filemap(path)]
+        return [self._task(rank, src, meta) for src, meta in scan_filemap(path, TASK_KEYS)]
 
     def _num(self, value: Any) -> int | None:
         """A META value as :func:`raw_int` reads it, remembered (values repeat a lot)."""
