@@ -345,7 +345,9 @@ def place_in_prefix(dst: str, prefix: str, real_prefix: str,
     Inside means inside as written (symlinks below the prefix are the user's business), or
     inside once resolved (the prefix was reached through another symlinked path).
     """
-    norm = os.path.normpath(dst)
+    # normpath changes only paths with "//", "/." (".", "..") or a trailing "/"
+    norm = dst if "/." not in dst and "//" not in dst and dst[-1:] != "/" and \
+        dst[:1] == "/" else os.path.normpath(dst)
     head = prefix if prefix.endswith("/") else prefix + "/"
     if norm.startswith(head) and len(norm) > len(head):  # the common case, no syscalls
         return norm, norm[len(head):]
@@ -648,6 +650,7 @@ class CopyAgent:
         self._real_dirs: dict[str, str] = {}
         self._nums: dict[Any, int | None] = {}  # META value -> raw_int of it
         self._strs: dict[bytes, str] = {}  # META PATH -> decoded
+        self._orphan_check = False  # a worker without PDEATHSIG checks its parent itself
         self._euid, self._egid = os.geteuid(), os.getegid()
         umask = os.umask(0)  # read it once; a file is then created with its final mode
         os.umask(umask)
@@ -726,7 +729,9 @@ class CopyAgent:
             path_s = self._strs.get(path)
             if path_s is None:
                 path_s = self._strs[path] = path.decode("utf-8", "surrogateescape")
-            dst = os.path.join(path_s, name.decode("utf-8", "surrogateescape"))
+            name_s = name.decode("utf-8", "surrogateescape")
+            dst = f"{path_s}/{name_s}" if path_s and path_s[-1] != "/" and \
+                name_s[:1] != "/" else os.path.join(path_s, name_s)
         v = g(b"SIZE")
         size = nums[v] if v in nums else num(v)
         v = g(b"RANK")
@@ -1120,7 +1125,7 @@ class CopyAgent:
                 if pid == 0:  # the worker: never returns
                     code = 1
                     try:
-                        _die_with_parent(parent)
+                        self._orphan_check = not _die_with_parent(parent)
                         os.close(rfd)
                         for other in workers:
                             os.close(other)
@@ -1264,7 +1269,7 @@ class CopyAgent:
             s.bytes_total += sum(t.size for t in tasks)
             out.send_progress()
             for task in tasks:
-                if os.getppid() != parent:  # the agent was killed (no PDEATHSIG here)
+                if self._orphan_check and os.getppid() != parent:  # the agent was killed
                     os._exit(1)
                 self.copy_one(task)
         out.flush()
@@ -1359,17 +1364,20 @@ def share_of(tasks: Sequence[FileTask], part: int, parts: int) -> list[FileTask]
     return out
 
 
-def _die_with_parent(parent: int) -> None:
+def _die_with_parent(parent: int) -> bool:
     """In a worker: be killed when the agent dies (Linux ``PR_SET_PDEATHSIG``), as a
-    killed agent (a timeout, ^C) must not leave copies running behind it."""
+    killed agent (a timeout, ^C) must not leave copies running behind it. False where
+    that is not available: the worker then checks its parent before every file."""
+    armed = False
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        armed = ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL) == 0
     except (OSError, AttributeError):
-        pass  # elsewhere the worker checks its parent before every file
+        pass
     if os.getppid() != parent:  # the agent died before prctl
         os._exit(1)
+    return armed
 
 
 def _send(fd: int, kind: int, payload: bytes) -> None:
