@@ -42,17 +42,39 @@ Exit codes: 0 every file of the dataset held by this node is at its destination 
 node holds none of it), 1 some file or metadata failed (named on stdout and stderr),
 2 usage.
 
-Speed: small files are copied by a few threads, whose system calls overlap; large files
-one after the other by one thread. A large file is read, summed and written chunk by chunk
-in that thread, or, with ``--pipeline on`` (``auto``: when 4 or more CPUs are available),
-through a three-stage pipeline (read thread -> CRC thread -> write), since ``os.readv``,
-``zlib.crc32`` and ``os.write`` all release the GIL. Measured on a busy 2-core VM the
-pipeline lost (0.9 s against 0.25 s for 512 MiB: every chunk is two thread hand-offs, each
-waiting for a free core), so it is not the default there. Filemaps are read with a
-dedicated scanner (:func:`scan_filemap`), 4-5x faster than building KVTree objects.
-CRC32 comes from ``zlib_ng`` when that package is installed (17 GB/s against zlib's 2.8 GB/s
-here, the same values); without it, CRC is what makes a copy ~1.6x slower than ``cp -a``
-on this VM.
+Speed (issue 9: the agent against ``cp -a`` of the cache, CRC on; see bench_scavenge.py):
+
+* worker processes, not threads (``--procs``, default one per usable CPU, at most
+  :data:`MAX_AUTO_PROCS`): per small file the interpreter's own work (reading the filemap
+  entry, building the task, the JSON line) costs as much as the system calls, and threads
+  serialise it on the GIL. The agent copies the filemaps, forks the workers, and each one
+  reads the filemaps of its share and copies its files in one thread; with at least as many
+  filemaps as workers whole filemaps are dealt out (biggest first), else every filemap is
+  split into consecutive runs of about equal bytes (:func:`share_of`). Workers send JSON
+  lines, stderr lines, progress and final counts over a pipe in frames; the agent writes
+  them out and merges the counts. A worker dies with the agent (``PR_SET_PDEATHSIG``), and
+  one that ends without reporting fails the agent. ``--procs 1`` copies in this process:
+  small files by ``--threads`` threads, large ones by one thread (or, with ``--pipeline
+  on``, ``auto``: 4+ CPUs and one process, through a read -> CRC -> write thread pipeline,
+  which lost on the busy 2-core VM: 0.9 s against 0.25 s for 512 MiB).
+* small files (at most ``--buf``) take one ``read`` of size + 1 bytes (that also proves the
+  size), CRC32, one ``write``; the mode is given to ``open`` (no ``fchmod`` unless the umask
+  or set-id bits need one), times by one ``futimens``; a directory this run created needs no
+  ``lstat`` of the destination.
+* larger files stream in :data:`STREAM_CHUNK` (128 KiB, as cp) reads and writes, so the
+  buffer stays in the CPU cache from read to CRC to write (1 MiB chunks were up to 1.8x
+  slower for 512 MiB).
+* filemaps are read by :func:`scan_filemap` (4-5x faster than building KVTree objects; an
+  entry whose META keys come in the same order as the previous one's is one regex match),
+  and the agent imports little (start-up ~40 ms, half of it the interpreter).
+* CRC32 comes from ``zlib_ng`` (a dependency of scr-core where binary wheels exist: x86_64,
+  aarch64; 17 GB/s against zlib's 2.8 GB/s here, the same values), else from ``zlib``: for
+  512 MiB that is ~0.2 s more CPU, which alone puts large files past 1.25x ``cp -a``.
+
+Measured on the shared 2-core VM (ratio = our time / cp's, medians of interleaved runs):
+large files (8 x 64 MiB tmpfs -> disk) 0.8-0.9x with the second core free (1.6x before),
+20k x 8 KiB tmpfs -> tmpfs 0.87-0.95x (4.7x before); with the second core busy, the
+small-file case goes to 1.4-1.7x: the agent needs ~1.1 s of CPU for it against cp's 0.5 s.
 """
 
 from __future__ import annotations
