@@ -1235,7 +1235,10 @@ class CopyAgent:
                             progress[rfd] = _PROGRESS.unpack(payload)
                             self._sum_progress(progress)
                         elif kind == 0x53:  # "S": the worker's final counts
-                            self._merge(json.loads(payload))
+                            rec = json.loads(payload)
+                            progress[rfd] = tuple(rec["progress"])
+                            self._sum_progress(progress)
+                            self._merge(rec)
                             finished.add(rfd)
                     del buf[:pos]
         finally:
@@ -1297,6 +1300,8 @@ class CopyAgent:
         out.flush()
         s = self.stats
         _send(wfd, 0x53, json.dumps({
+            "progress": [s.files_total, s.bytes_total, s.files_done, s.bytes_done,
+                         s.bytes_copied],
             "copied": s.copied, "present": s.present, "failed": s.failed,
             "failures": s.failures, "status": status, "error": error}).encode())
         os.close(wfd)
