@@ -201,3 +201,21 @@ def test_plan_deals_whole_filemaps_or_splits_them(tmp_path):
     assert {u[0] for u in dealt[0]} == {1} and {u[0] for u in dealt[1]} == {0, 2, 3, 4}
     split = agent.plan(str(cache), maps[:2], 3)
     assert split == [[(0, "filemap_0", i, 3), (1, "filemap_1", i, 3)] for i in range(3)]
+
+
+@pytest.mark.parametrize("procs", ["1", "2"])
+def test_small_file_crc_mismatch_leaves_nothing(alloc, prefix, procs):
+    """The one-read path checks the CRC before it creates the .part file."""
+    ds = mixed_dataset(alloc, prefix)
+    bad = ds.files[0][3]
+    with open(ds.cache_files[bad], "r+b") as fh:  # same size, one flipped byte
+        byte = fh.read(1)
+        fh.seek(0)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    r = run_agent(alloc, "vnode1", prefix, DSET, "--procs", procs)
+    assert r.returncode == 1
+    assert f"FAILED rank 0 {bad}: CRC mismatch" in r.stderr
+    failed = [x for x in records(r.stdout) if x.get("status") == "failed"]
+    assert [f["path"] for f in failed] == [bad]
+    assert not (prefix / bad).exists()
+    assert not list(prefix.rglob("*.part"))

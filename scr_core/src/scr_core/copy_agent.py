@@ -134,6 +134,9 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+_RETRY = object()  # _copy_whole: take the general path
+
+
 class CopyError(Exception):
     """One file could not be copied or verified; the message says why."""
 
@@ -924,6 +927,11 @@ class CopyAgent:
         dst = task.dst
         cut = dst.rfind("/") + 1
         part = f"{dst[:cut]}.{dst[cut:]}{PART_SUFFIX}"
+        if task.size <= self.bufsize and task.mode is not None and \
+                task.atime_ns is not None and task.mtime_ns is not None:
+            crc = self._copy_whole(task, part)
+            if crc is not _RETRY:
+                return crc  # type: ignore[return-value]
         try:
             src_fd = os.open(task.src, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
@@ -970,7 +978,53 @@ class CopyAgent:
             os.close(src_fd)
         return crc if self.crc else None
 
-    def _apply_meta(self, fd: int, task: FileTask, src_st: os.stat_result, mode: int) -> None:
+    def _copy_whole(self, task: FileTask, part: str) -> Any:
+        """A small file whose META gives mode and times, the common case: one read of
+        size + 1 bytes (which proves the size) and no ``fstat``; CRC checked before the
+        ``.part`` file is created. Anything unexpected (a size other than the filemap's, a
+        read error, not a regular file) returns ``_RETRY``: :meth:`_copy`'s general path
+        then tells what is wrong, with the messages it always gave."""
+        try:
+            src_fd = os.open(task.src, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise CopyError(f"cache file unreadable: {exc.strerror}") from exc
+        try:
+            data = os.read(src_fd, task.size + 1)
+        except OSError:
+            return _RETRY
+        finally:
+            os.close(src_fd)
+        if len(data) != task.size:
+            return _RETRY
+        crc = _crc32(data) if self.crc else 0
+        if self.crc and task.expected_crc is not None and crc != task.expected_crc:
+            raise CopyError(f"CRC mismatch: cache file {crc_text(crc)}, filemap "
+                            f"{crc_text(task.expected_crc)}")
+        mode = stat.S_IMODE(task.mode)  # type: ignore[arg-type]
+        dst_fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW |
+                         os.O_CLOEXEC, mode)
+        try:
+            try:
+                if data:
+                    written = os.write(dst_fd, data)
+                    if written != len(data):
+                        _write_all(dst_fd, memoryview(data)[written:])
+                self._apply_meta(dst_fd, task, None, mode)
+                if self.sync == "file":
+                    os.fsync(dst_fd)
+            finally:
+                os.close(dst_fd)
+            os.rename(part, task.dst)
+        except BaseException:
+            try:
+                os.unlink(part)
+            except OSError:
+                pass
+            raise
+        return crc if self.crc else None
+
+    def _apply_meta(self, fd: int, task: FileTask, src_st: os.stat_result | None,
+                    mode: int) -> None:
         # as scr_meta_apply_stat: owner (only root may), then mode (chown clears set-id
         # bits), then times last so nothing after them touches mtime
         chowned = False
@@ -983,8 +1037,10 @@ class CopyAgent:
                 pass
         if chowned or mode & self._umask or mode & ~0o777:
             os.fchmod(fd, mode)  # open() already gave mode & ~umask
-        atime = task.atime_ns if task.atime_ns is not None else src_st.st_atime_ns
-        mtime = task.mtime_ns if task.mtime_ns is not None else src_st.st_mtime_ns
+        atime = task.atime_ns if task.atime_ns is not None else \
+            src_st.st_atime_ns  # type: ignore[union-attr]
+        mtime = task.mtime_ns if task.mtime_ns is not None else \
+            src_st.st_mtime_ns  # type: ignore[union-attr]
         os.utime(fd, ns=(atime, mtime))
 
     def copy_meta_file(self, cachedir: str, name: str) -> bool:
