@@ -403,6 +403,7 @@ TASK_KEYS = frozenset((b"PATH", b"NAME", b"SIZE", b"RANK", b"CRC", b"MODE", b"UI
                        b"ATIME_SECS", b"ATIME_NSECS", b"MTIME_SECS", b"MTIME_NSECS",
                        b"COMPLETE"))
 _HEX = re.compile(rb"[0-9a-fA-F]+")
+_HEX8 = re.compile(rb"[0-9a-fA-F]{1,8}")
 _MULTI = object()  # a META key with several values, or a nested one: no single value
 
 RawMeta = dict  # bytes key -> bytes value, or _MULTI
@@ -610,6 +611,14 @@ def raw_int(meta: RawMeta, key: bytes) -> int | None:
     return c_strtoul(value.decode("utf-8", "surrogateescape"))
 
 
+def _nsecs(value: Any, meta: RawMeta, key: bytes) -> int:
+    """``raw_int(meta, key) or 0`` with plain decimal digits read directly."""
+    if value is not None and value is not _MULTI and value.isdigit() and \
+            (len(value) == 1 or value[0] != 0x30):
+        return int(value)
+    return raw_int(meta, key) or 0
+
+
 def raw_str(meta: RawMeta, key: bytes) -> str | None:
     value = meta.get(key)
     if value is None or value is _MULTI:
@@ -761,7 +770,10 @@ class CopyAgent:
         size = nums[v] if v in nums else num(v)
         v = g(b"RANK")
         meta_rank = nums[v] if v in nums else num(v)
-        crc = raw_int(meta, b"CRC") if self.crc else None
+        v = g(b"CRC") if self.crc else None
+        # SCR writes the CRC as %#x: 0x and 8 digits at most, else leave it to raw_int
+        crc = None if v is None else int(v, 16) if v is not _MULTI and \
+            v[:2] == b"0x" and _HEX8.fullmatch(v, 2) else raw_int(meta, b"CRC")
         v = g(b"ATIME_SECS")
         atime = nums[v] if v in nums else num(v)
         v = g(b"MTIME_SECS")
@@ -775,8 +787,10 @@ class CopyAgent:
         task = FileTask(
             rank if meta_rank is None else meta_rank, src, dst, "", size or 0,
             None if crc is None else crc & 0xFFFFFFFF, mode, uid, gid,
-            None if atime is None else atime * 10**9 + (raw_int(meta, b"ATIME_NSECS") or 0),
-            None if mtime is None else mtime * 10**9 + (raw_int(meta, b"MTIME_NSECS") or 0),
+            None if atime is None else atime * 10**9 + _nsecs(g(b"ATIME_NSECS"), meta,
+                                                             b"ATIME_NSECS"),
+            None if mtime is None else mtime * 10**9 + _nsecs(g(b"MTIME_NSECS"), meta,
+                                                             b"MTIME_NSECS"),
         )
         if not dst or dst[0] != "/":
             task.problem = f"META PATH/NAME {dst!r} is not an absolute path"
