@@ -47,10 +47,11 @@ Speed (issue 9: the agent against ``cp -a`` of the cache, CRC on; see bench_scav
 * worker processes, not threads (``--procs``, default one per usable CPU, at most
   :data:`MAX_AUTO_PROCS`): per small file the interpreter's own work (reading the filemap
   entry, building the task, the JSON line) costs as much as the system calls, and threads
-  serialise it on the GIL. The agent copies the filemaps, forks the workers, and each one
-  reads the filemaps of its share and copies its files in one thread; with at least as many
+  serialise it on the GIL. The agent forks the workers, and each one copies and reads the
+  filemaps of its share and copies their files in one thread; with at least as many
   filemaps as workers whole filemaps are dealt out (biggest first), else every filemap is
-  split into consecutive runs of about equal bytes (:func:`share_of`). Workers send JSON
+  split into consecutive runs of about equal bytes (:func:`share_of`) and the agent copies
+  the filemaps before forking (a filemap always lands before its files). Workers send JSON
   lines, stderr lines, progress and final counts over a pipe in frames; the agent writes
   them out and merges the counts. A worker dies with the agent (``PR_SET_PDEATHSIG``), and
   one that ends without reporting fails the agent. ``--procs 1`` copies in this process:
@@ -1194,17 +1195,21 @@ class CopyAgent:
         """Copy in ``procs`` forked worker processes, each its share in one thread.
 
         Threads in one process serialise on the GIL, and the interpreter's work per file
-        (and CRC32 with zlib's) is most of the time; processes run it on every CPU. The
-        filemaps are copied first, here, so the batch node knows what to expect of every
-        rank before any data file arrives; each worker reads the filemaps of its share
-        itself. Workers send their JSON lines, stderr lines, progress and final counts
-        over a pipe in frames (:data:`_HDR`); this process writes them out in arrival order.
+        (and CRC32 with zlib's) is most of the time; processes run it on every CPU. A
+        filemap is copied before any of its files, so the batch node knows what to expect
+        of every rank that has data in the prefix: by the worker that holds the whole
+        filemap, or here before forking when filemaps are split; each worker reads the
+        filemaps of its share itself. Workers send their JSON lines, stderr lines,
+        progress and final counts over a pipe in frames (:data:`_HDR`); this process writes
+        them out in arrival order.
         """
-        for rank, name in maps:
-            self.ranks.append(rank)
-            self.copy_meta_file(cachedir, name)
         nprocs = self.procs
         shares = self.plan(cachedir, maps, nprocs)
+        dealt = len(maps) >= nprocs  # else every worker takes a part of every filemap
+        for rank, name in maps:
+            self.ranks.append(rank)
+            if not dealt:  # before any worker copies a file of it
+                self.copy_meta_file(cachedir, name)
         self.out.flush()
         self.err.flush()
         workers: dict[int, tuple[int, int]] = {}  # read fd -> (worker index, pid)
@@ -1350,6 +1355,8 @@ class CopyAgent:
         self.err = _FrameWriter(wfd, 0x45, 0, None)  # type: ignore[assignment]
         status, error = "ok", None
         for rank, name, part, parts in share:
+            if parts == 1:  # a whole filemap: copied here, before its files
+                self.copy_meta_file(cachedir, name)
             try:
                 tasks = self.read_tasks(os.path.join(cachedir, ".scr", name), rank)
             except Exception as exc:
