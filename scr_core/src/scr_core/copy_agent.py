@@ -80,7 +80,6 @@ small-file case goes to 1.4-1.7x: the agent needs ~1.1 s of CPU for it against c
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -92,9 +91,12 @@ import threading
 import time
 import zlib
 from collections.abc import Sequence
-from typing import Any, Callable, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
 from .kvtree import c_atoi
+
+if TYPE_CHECKING:
+    import argparse
 
 try:  # zlib-ng's CRC32 (SIMD) is ~6x zlib's and gives the same value
     from zlib_ng.zlib_ng import crc32 as _crc32
@@ -1538,12 +1540,13 @@ def control_dir_for(prefix: str, jobid: str, user: str | None) -> str:
     return Params(prefix=prefix).control_dir(user=user, jobid=jobid)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
     p = _Parser(prog="python -m scr_core.copy_agent",
                 description="Copy one cached SCR dataset from this node to the prefix "
                             "(SCR's scr_copy).",
@@ -1584,10 +1587,76 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_VALUE_OPTS = {"-i": "id", "--id": "id", "-c": "cntldir", "--cntldir": "cntldir",
+               "--jobid": "jobid", "--user": "user", "-d": "prefix", "--prefix": "prefix",
+               "-b": "buf", "--buf": "buf", "--sync": "sync", "--pipeline": "pipeline",
+               "--procs": "procs", "--threads": "threads"}
+_FLAG_OPTS = {"-r": ("crc", True), "--crc": ("crc", True), "--no-crc": ("crc", False),
+              "--progress": ("progress", True), "-q": ("progress", False),
+              "--quiet": ("progress", False)}
+_CHOICES = {"sync": ("fs", "file", "none"), "pipeline": ("auto", "on", "off")}
+
+
+def fast_args(argv: Sequence[str]) -> Any:
+    """The command line as :func:`build_parser` reads it, for the plain forms scavenge
+    and scripts use, without importing argparse (~10 ms of the agent's start-up); None
+    for anything else (abbreviations, ``--help``, errors), which argparse then handles."""
+    from types import SimpleNamespace
+
+    ns: dict[str, Any] = dict(id=None, cntldir=None, jobid=None, user=None, prefix=None,
+                              buf=str(DEFAULT_BUF), crc=True, sync="fs", pipeline="auto",
+                              procs=0, threads=0, progress=None, down=[])
+    seen: set[str] = set()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if not arg.startswith("-"):
+            ns["down"].append(arg)
+            continue
+        name, eq, value = arg.partition("=")
+        if name in _FLAG_OPTS and not eq:
+            key, flag = _FLAG_OPTS[name]
+            if key in seen and ns[key] != flag:  # mutually exclusive pair: argparse says
+                return None
+            seen.add(key)
+            ns[key] = flag
+            continue
+        key = _VALUE_OPTS.get(name)
+        if key is None:
+            return None
+        if not eq:
+            if i >= len(argv):
+                return None
+            value = argv[i]
+            i += 1
+        if key in ("id", "procs", "threads"):
+            try:
+                ns[key] = int(value)
+            except ValueError:
+                return None
+        elif key in _CHOICES and value not in _CHOICES[key]:
+            return None
+        else:
+            ns[key] = value
+    if ns["id"] is None or ns["prefix"] is None or \
+            (ns["cntldir"] is None) == (ns["jobid"] is None):
+        return None
+    return SimpleNamespace(**ns)
+
+
 def main(argv: Optional[Sequence[str]] = None,
          out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:
-    p = build_parser()
-    args = p.parse_args(argv)
+    args = fast_args(sys.argv[1:] if argv is None else list(argv))
+    if args is None:
+        args = build_parser().parse_args(argv)
+
+    class _Errors:  # argparse's usage errors, its parser built only when needed
+        @staticmethod
+        def error(message: str) -> None:
+            build_parser().error(message)
+
+    p = _Errors
     err = err or sys.stderr
     if args.id <= 0:
         p.error("--id must be a positive dataset id")
