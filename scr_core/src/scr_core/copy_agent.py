@@ -1361,14 +1361,17 @@ class CopyAgent:
             if parts == 1:  # a whole filemap: copied here, before its files
                 self.copy_meta_file(cachedir, name)
             try:
-                tasks = self.read_tasks(os.path.join(cachedir, ".scr", name), rank)
+                entries = scan_filemap(os.path.join(cachedir, ".scr", name), TASK_KEYS)
             except Exception as exc:
                 status, error = "error", f"cannot read {name}: {exc}"
                 if part == 0:  # every worker reading this filemap fails alike: tell once
                     self.complain(error)
                 continue
-            if parts > 1:
-                tasks = share_of(tasks, part, parts)
+            if parts > 1:  # tasks only for this worker's part (sizes as _task reads them)
+                sizes = [(raw_int(meta, b"SIZE") or 0) if meta is not None else 0
+                         for _, meta in entries]
+                entries = [entries[i] for i in share_indexes(sizes, part, parts)]
+            tasks = [self._task(rank, src, meta) for src, meta in entries]
             s = self.stats
             s.files_total += len(tasks)
             s.bytes_total += sum(t.size for t in tasks)
@@ -1459,14 +1462,19 @@ def share_of(tasks: Sequence[FileTask], part: int, parts: int) -> list[FileTask]
     """Part ``part`` of ``parts`` of a filemap's files: consecutive runs of about equal cost
     (size + :data:`FILE_COST` per file), so files of one directory stay mostly together.
     Every worker computes the same split from the same filemap."""
-    total = sum(t.size + FILE_COST for t in tasks)
+    return [tasks[i] for i in share_indexes([t.size for t in tasks], part, parts)]
+
+
+def share_indexes(sizes: Sequence[int], part: int, parts: int) -> list[int]:
+    """The indexes :func:`share_of` takes, from the files' sizes."""
+    total = sum(sizes) + FILE_COST * len(sizes)
     out = []
     acc = 0
-    for t in tasks:
-        cost = t.size + FILE_COST
+    for i, size in enumerate(sizes):
+        cost = size + FILE_COST
         # the part holding the middle of this file's cost
         if min(parts - 1, (2 * acc + cost) * parts // (2 * total)) == part:
-            out.append(t)
+            out.append(i)
         acc += cost
     return out
 
