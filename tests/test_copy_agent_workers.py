@@ -219,3 +219,29 @@ def test_small_file_crc_mismatch_leaves_nothing(alloc, prefix, procs):
     assert [f["path"] for f in failed] == [bad]
     assert not (prefix / bad).exists()
     assert not list(prefix.rglob("*.part"))
+
+
+def test_scan_filemap_values_matches_scan_filemap(tmp_path):
+    """The per-entry template (one regex match) and the dict fallback agree, also when
+    entries differ in their META keys (a missing CRC)."""
+    from scr_core.control.dataset import DatasetDescriptor
+    from scr_core.control.filemap import Filemap, FileMeta, write_filemap
+    from scr_core.copy_agent import TASK_ORDER, scan_filemap, scan_filemap_values
+
+    fmap = Filemap(dataset=DatasetDescriptor(id=1, name="ckpt.1"))
+    for i in range(40):
+        fmap.files[f"/cache/f{i}"] = FileMeta(
+            complete=i != 7, ranks=2, rank=i % 2, ckpt=1, orig=f"/p/f{i}", path="/p",
+            name=f"f{i}", size=i * 100, mode=0o100640, uid=0, gid=0, atime_secs=5,
+            atime_nsecs=i, mtime_secs=6, mtime_nsecs=i + 1,
+            crc=None if i in (3, 4, 20) else i * 7919)
+    path = str(tmp_path / "filemap_0")
+    write_filemap(path, fmap)
+    full = scan_filemap(path)
+    values = scan_filemap_values(path, TASK_ORDER)
+    assert [src for src, _ in values] == [src for src, _ in full]
+    assert [v for _, v in values] == [tuple(map(m.get, TASK_ORDER)) for _, m in full]
+    by_src = dict(values)
+    assert by_src["/cache/f3"][TASK_ORDER.index(b"CRC")] is None
+    assert by_src["/cache/f8"][TASK_ORDER.index(b"CRC")] == b"%#x" % (8 * 7919)
+    assert by_src["/cache/f7"][TASK_ORDER.index(b"COMPLETE")] != b"1"

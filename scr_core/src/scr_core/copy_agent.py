@@ -402,10 +402,10 @@ _U32 = struct.Struct(">I").unpack_from
 _KVTREE_MAGIC = 0x951FC3F5
 # C-accelerated; ASCII-only so that undecodable names (surrogate escapes) stay printable
 _json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
-# the META keys a copy needs (FileTask's fields)
-TASK_KEYS = frozenset((b"PATH", b"NAME", b"SIZE", b"RANK", b"CRC", b"MODE", b"UID", b"GID",
-                       b"ATIME_SECS", b"ATIME_NSECS", b"MTIME_SECS", b"MTIME_NSECS",
-                       b"COMPLETE"))
+# the META keys a copy needs (FileTask's fields), in the order CopyAgent._task reads them
+TASK_ORDER = (b"PATH", b"NAME", b"SIZE", b"RANK", b"CRC", b"ATIME_SECS", b"ATIME_NSECS",
+              b"MTIME_SECS", b"MTIME_NSECS", b"MODE", b"UID", b"GID", b"COMPLETE")
+TASK_KEYS = frozenset(TASK_ORDER)
 _HEX = re.compile(rb"[0-9a-fA-F]+")
 _HEX8 = re.compile(rb"[0-9a-fA-F]{1,8}")
 _MULTI = object()  # a META key with several values, or a nested one: no single value
@@ -446,8 +446,21 @@ def scan_filemap(path: str, keys: frozenset[bytes] | None = None,
     """
     with open(path, "rb") as fh:
         buf = fh.read()
+    end = _check_header(path, buf)
+    if end is None:
+        return []
+    try:
+        return _scan(buf, end, keys)
+    except _Repeated:
+        return _scan_generic(path)
+    except (ValueError, IndexError, struct.error, RecursionError) as exc:
+        raise FilemapError(f"{path}: corrupt filemap ({exc})") from exc
+
+
+def _check_header(path: str, buf: bytes) -> int | None:
+    """Where a filemap's tree ends, after the header and CRC checks; None if empty."""
     if not buf:
-        return []  # a zero-length file is an empty tree, as in C
+        return None  # a zero-length file is an empty tree, as in C
     try:
         magic, ftype, version, filesize, flags = struct.unpack_from(">IHHQI", buf)
     except struct.error as exc:
@@ -460,12 +473,7 @@ def scan_filemap(path: str, keys: frozenset[bytes] | None = None,
         end = filesize - 4
         if end < 20 or zlib.crc32(memoryview(buf)[:end]) != _U32(buf, end)[0]:
             raise FilemapError(f"{path}: CRC32 mismatch")
-    try:
-        return _scan(buf, end, keys)
-    except _Repeated:
-        return _scan_generic(path)
-    except (ValueError, IndexError, struct.error, RecursionError) as exc:
-        raise FilemapError(f"{path}: corrupt filemap ({exc})") from exc
+    return end
 
 
 _PAIRS_RE: dict[int, re.Pattern] = {}
@@ -484,31 +492,43 @@ class _Repeated(Exception):
     pass
 
 
-_TEMPLATES: dict[tuple[tuple[bytes, ...], frozenset[bytes]],
-                 tuple[re.Pattern, tuple[bytes, ...]]] = {}
+_TEMPLATES: dict[tuple[tuple[bytes, ...], frozenset[bytes], tuple[bytes, ...] | None],
+                 tuple[re.Pattern, tuple[bytes, ...], tuple[str, ...] | None]] = {}
 
 
 def _template(order: tuple[bytes, ...], keys: frozenset[bytes],
-              ) -> tuple[re.Pattern, tuple[bytes, ...]]:
+              wanted: tuple[bytes, ...] | None = None,
+              ) -> tuple[re.Pattern, tuple[bytes, ...], tuple[str, ...] | None]:
     """(regex matching a META of exactly these plain pairs in this order, capturing the
-    values of ``keys``; the captured keys in group order)."""
-    found = _TEMPLATES.get((order, keys))
+    values of ``keys``; the captured keys in group order; when every key of ``wanted`` is
+    captured, the group names that give their values in ``wanted``'s order, else None)."""
+    found = _TEMPLATES.get((order, keys, wanted))
     if found is None:
+        index = {k: j for j, k in enumerate(wanted or ())}
         parts = []
         for key in order:
-            value = rb"([^\0]*)" if key in keys else rb"[^\0]*"
+            if key in index:
+                value = b"(?P<g%d>[^\0]*)" % index[key]
+            elif key in keys:
+                value = rb"([^\0]*)"
+            else:
+                value = rb"[^\0]*"
             parts.append(re.escape(key) + rb"\0\0\0\0\x01" + value + rb"\0\0\0\0\0")
-        found = (re.compile(b"".join(parts)), tuple(k for k in order if k in keys))
+        groups = None
+        if wanted is not None and all(k in order for k in wanted):
+            groups = tuple(f"g{j}" for j in range(len(wanted)))
+        found = (re.compile(b"".join(parts)), tuple(k for k in order if k in keys), groups)
         if len(_TEMPLATES) < 64:
-            _TEMPLATES[(order, keys)] = found
+            _TEMPLATES[(order, keys, wanted)] = found
     return found
 
 
 def _scan(buf: bytes, end: int, keys: frozenset[bytes] | None = None,
-          ) -> list[tuple[str, RawMeta | None]]:
+          wanted: tuple[bytes, ...] | None = None) -> list[tuple[str, Any]]:
     tmpl_count = -1  # the META pair count the current template matches
     tmpl: re.Pattern | None = None
     tmpl_names: tuple[bytes, ...] = ()
+    tmpl_groups: tuple[str, ...] | None = None
     pos = 20
     (count,) = _U32(buf, pos)
     pos += 4
@@ -547,7 +567,9 @@ def _scan(buf: bytes, end: int, keys: frozenset[bytes] | None = None,
                 if mc == tmpl_count:  # the same keys as the entry before, most likely
                     m = tmpl.match(buf, pos, end)  # type: ignore[union-attr]
                     if m is not None:
-                        meta = dict(zip(tmpl_names, m.groups()))
+                        # the values of ``wanted`` in one call, else the keys' dict
+                        meta = m.group(*tmpl_groups) if tmpl_groups else \
+                            dict(zip(tmpl_names, m.groups()))
                         pos = m.end()
                         continue
                 # the usual META: mc plain pairs, matched and collected by two C calls
@@ -557,7 +579,8 @@ def _scan(buf: bytes, end: int, keys: frozenset[bytes] | None = None,
                     if len(meta) == mc:  # no repeated key
                         pos = block.end()
                         if keys is not None:
-                            tmpl, tmpl_names = _template(tuple(meta), keys)
+                            tmpl, tmpl_names, tmpl_groups = _template(tuple(meta), keys,
+                                                                      wanted)
                             tmpl_count = mc
                         continue
                 meta = {}
@@ -575,8 +598,28 @@ def _scan(buf: bytes, end: int, keys: frozenset[bytes] | None = None,
                     meta[name] = _MULTI
             if pos > end:
                 raise FilemapError("truncated")
+            if wanted is not None and type(meta) is dict:
+                meta = tuple(map(meta.get, wanted))
             out.append((fkey.decode("utf-8", "surrogateescape"), meta))
     return out
+
+
+def scan_filemap_values(path: str, wanted: tuple[bytes, ...],
+                        ) -> list[tuple[str, tuple | None]]:
+    """``[(cache path, META values of the keys in ``wanted``, None where absent)]``: what
+    :func:`scan_filemap` reads, without a dict per file where the template matches."""
+    with open(path, "rb") as fh:
+        buf = fh.read()
+    end = _check_header(path, buf)
+    if end is None:
+        return []
+    try:
+        return _scan(buf, end, frozenset(wanted), wanted)
+    except _Repeated:
+        return [(src, None if meta is None else tuple(map(meta.get, wanted)))
+                for src, meta in _scan_generic(path)]
+    except (ValueError, IndexError, struct.error, RecursionError) as exc:
+        raise FilemapError(f"{path}: corrupt filemap ({exc})") from exc
 
 
 def _scan_generic(path: str) -> list[tuple[str, RawMeta | None]]:
@@ -615,12 +658,12 @@ def raw_int(meta: RawMeta, key: bytes) -> int | None:
     return c_strtoul(value.decode("utf-8", "surrogateescape"))
 
 
-def _nsecs(value: Any, meta: RawMeta, key: bytes) -> int:
-    """``raw_int(meta, key) or 0`` with plain decimal digits read directly."""
+def _nsecs(value: Any) -> int:
+    """``raw_int`` of a value, or 0, with plain decimal digits read directly."""
     if value is not None and value is not _MULTI and value.isdigit() and \
             (len(value) == 1 or value[0] != 0x30):
         return int(value)
-    return raw_int(meta, key) or 0
+    return raw_int({b"": value}, b"") or 0
 
 
 def raw_str(meta: RawMeta, key: bytes) -> str | None:
@@ -744,7 +787,8 @@ class CopyAgent:
 
     def read_tasks(self, path: str, rank: int) -> list[FileTask]:
         """The files of one filemap."""
-        return [self._task(rank, src, meta) for src, meta in scan_filemap(path, TASK_KEYS)]
+        return [self._task(rank, src, meta)
+                for src, meta in scan_filemap_values(path, TASK_ORDER)]
 
     def _num(self, value: Any) -> int | None:
         """A META value as :func:`raw_int` reads it, remembered (values repeat a lot)."""
@@ -753,14 +797,15 @@ class CopyAgent:
             self._nums[value] = number
         return number
 
-    def _task(self, rank: int, src: str, meta: RawMeta | None) -> FileTask:
+    def _task(self, rank: int, src: str, meta: tuple | None) -> FileTask:
+        """The task of one filemap entry; ``meta``: its values of :data:`TASK_ORDER`."""
         if meta is None:
             return FileTask(rank, src, "", "", 0, None, problem="filemap entry has no META")
         # per file this is most of the agent's own work on small files: values repeated from
         # file to file (MODE, UID, RANK, seconds) are converted once, through self._nums
-        g = meta.get
+        (path, name, size_v, rank_v, crc_v, asec_v, ansec_v, msec_v, mnsec_v, mode_v, uid_v,
+         gid_v, complete_v) = meta
         nums, num = self._nums, self._num
-        path, name = g(b"PATH"), g(b"NAME")
         if path is None or name is None or path is _MULTI or name is _MULTI:
             dst = ""
         else:
@@ -770,37 +815,30 @@ class CopyAgent:
             name_s = name.decode("utf-8", "surrogateescape")
             dst = f"{path_s}/{name_s}" if path_s and path_s[-1] != "/" and \
                 name_s[:1] != "/" else os.path.join(path_s, name_s)
-        v = g(b"SIZE")
-        size = nums[v] if v in nums else num(v)
-        v = g(b"RANK")
-        meta_rank = nums[v] if v in nums else num(v)
-        v = g(b"CRC") if self.crc else None
-        # SCR writes the CRC as %#x: 0x and 8 digits at most, else leave it to raw_int
-        crc = None if v is None else int(v, 16) if v is not _MULTI and \
-            v[:2] == b"0x" and _HEX8.fullmatch(v, 2) else raw_int(meta, b"CRC")
-        v = g(b"ATIME_SECS")
-        atime = nums[v] if v in nums else num(v)
-        v = g(b"MTIME_SECS")
-        mtime = nums[v] if v in nums else num(v)
-        v = g(b"MODE")
-        mode = nums[v] if v in nums else num(v)
-        v = g(b"UID")
-        uid = nums[v] if v in nums else num(v)
-        v = g(b"GID")
-        gid = nums[v] if v in nums else num(v)
+        size = nums[size_v] if size_v in nums else num(size_v)
+        meta_rank = nums[rank_v] if rank_v in nums else num(rank_v)
+        if not self.crc or crc_v is None:
+            crc = None
+        elif crc_v is not _MULTI and crc_v[:2] == b"0x" and _HEX8.fullmatch(crc_v, 2):
+            crc = int(crc_v, 16)  # SCR writes %#x: 0x and 8 digits at most
+        else:
+            crc = num(crc_v)
+        atime = nums[asec_v] if asec_v in nums else num(asec_v)
+        mtime = nums[msec_v] if msec_v in nums else num(msec_v)
+        mode = nums[mode_v] if mode_v in nums else num(mode_v)
+        uid = nums[uid_v] if uid_v in nums else num(uid_v)
+        gid = nums[gid_v] if gid_v in nums else num(gid_v)
         task = FileTask(
             rank if meta_rank is None else meta_rank, src, dst, "", size or 0,
             None if crc is None else crc & 0xFFFFFFFF, mode, uid, gid,
-            None if atime is None else atime * 10**9 + _nsecs(g(b"ATIME_NSECS"), meta,
-                                                             b"ATIME_NSECS"),
-            None if mtime is None else mtime * 10**9 + _nsecs(g(b"MTIME_NSECS"), meta,
-                                                             b"MTIME_NSECS"),
+            None if atime is None else atime * 10**9 + _nsecs(ansec_v),
+            None if mtime is None else mtime * 10**9 + _nsecs(mnsec_v),
         )
         if not dst or dst[0] != "/":
             task.problem = f"META PATH/NAME {dst!r} is not an absolute path"
         elif size is None:
             task.problem = "META has no SIZE"
-        elif g(b"COMPLETE") != b"1" and not raw_complete(meta):
+        elif complete_v != b"1" and not raw_complete({b"COMPLETE": complete_v}):
             task.problem = "META COMPLETE is not 1 (the file was not completely written)"
         else:
             placed = place_in_prefix(dst, self.prefix, self.real_prefix, self._real_dirs)
@@ -1361,15 +1399,16 @@ class CopyAgent:
             if parts == 1:  # a whole filemap: copied here, before its files
                 self.copy_meta_file(cachedir, name)
             try:
-                entries = scan_filemap(os.path.join(cachedir, ".scr", name), TASK_KEYS)
+                entries = scan_filemap_values(os.path.join(cachedir, ".scr", name),
+                                              TASK_ORDER)
             except Exception as exc:
                 status, error = "error", f"cannot read {name}: {exc}"
                 if part == 0:  # every worker reading this filemap fails alike: tell once
                     self.complain(error)
                 continue
             if parts > 1:  # tasks only for this worker's part (sizes as _task reads them)
-                sizes = [(raw_int(meta, b"SIZE") or 0) if meta is not None else 0
-                         for _, meta in entries]
+                sizes = [(raw_int({b"": meta[2]}, b"") or 0) if meta is not None else 0
+                         for _, meta in entries]  # meta[2]: SIZE (TASK_ORDER)
                 entries = [entries[i] for i in share_indexes(sizes, part, parts)]
             tasks = [self._task(rank, src, meta) for src, meta in entries]
             s = self.stats
