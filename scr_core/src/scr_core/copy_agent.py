@@ -139,6 +139,7 @@ def usable_cpus() -> int:
 
 
 _RETRY = object()  # _copy_whole: take the general path
+_FADV_SEQUENTIAL = getattr(os, "POSIX_FADV_SEQUENTIAL", None)
 
 
 class CopyError(Exception):
@@ -1010,6 +1011,11 @@ class CopyAgent:
                 elif self.pipeline and task.size > self.bufsize * PIPELINE_MIN_BUFFERS:
                     total, crc = _copy_pipelined(src_fd, dst_fd, self.bufsize, self.crc)
                 else:
+                    if _FADV_SEQUENTIAL is not None:  # as cp: more read-ahead from disk
+                        try:
+                            os.posix_fadvise(src_fd, 0, 0, _FADV_SEQUENTIAL)
+                        except OSError:
+                            pass
                     total, crc = _copy_simple(src_fd, dst_fd, self._buffer(), self.crc,
                                               task.size)
                 if total != task.size:
