@@ -73,10 +73,14 @@ Speed (issue 9: the agent against ``cp -a`` of the cache, CRC on; see bench_scav
   aarch64; 17 GB/s against zlib's 2.8 GB/s here, the same values), else from ``zlib``: for
   512 MiB that is ~0.2 s more CPU, which alone puts large files past 1.25x ``cp -a``.
 
-Measured on the shared 2-core VM (ratio = our time / cp's, medians of interleaved runs):
-large files (8 x 64 MiB tmpfs -> disk) 0.8-0.9x with the second core free (1.6x before),
-20k x 8 KiB tmpfs -> tmpfs 0.87-0.95x (4.7x before); with the second core busy, the
-small-file case goes to 1.4-1.7x: the agent needs ~1.1 s of CPU for it against cp's 0.5 s.
+Measured on the shared 2-core VM (time ratio = ours / cp's, medians of interleaved runs,
+bench_scavenge.py): large files (8 x 64 MiB tmpfs -> disk) 0.82-0.92x with the second core
+free, 1.0-1.5x with it busy (1.62x before); 20k x 8 KiB tmpfs -> tmpfs 0.87-0.98x with the
+second core free, 1.5-1.7x with it busy (4.68x before). Per small file a worker spends
+~7 us reading its filemap entry and ~30 us copying it (6 us user, 24 us in the kernel:
+open, read, close, open, write, futimens, close, rename); cp -a spends ~25 us in all, so
+the agent needs ~0.85 s of CPU for the 20k files against cp's ~0.5 s and wins only with
+both cores.
 """
 
 from __future__ import annotations
