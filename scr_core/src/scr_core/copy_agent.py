@@ -144,6 +144,7 @@ def usable_cpus() -> int:
 
 _RETRY = object()  # _copy_whole: take the general path
 _FADV_SEQUENTIAL = getattr(os, "POSIX_FADV_SEQUENTIAL", None)
+_O_PATH = getattr(os, "O_PATH", 0)  # Linux: a directory handle that needs no read right
 
 
 class CopyError(Exception):
@@ -737,6 +738,8 @@ class CopyAgent:
         self._nums: dict[Any, int | None] = {}  # META value -> raw_int of it
         self._strs: dict[bytes, str] = {}  # META PATH -> decoded
         self._orphan_check = False  # a worker without PDEATHSIG checks its parent itself
+        # directory -> O_PATH descriptor, in a worker process only (one thread, Linux)
+        self._dirfds: dict[str, int] | None = None
         self._euid, self._egid = os.geteuid(), os.getegid()
         umask = os.umask(0)  # read it once; a file is then created with its final mode
         os.umask(umask)
@@ -1049,9 +1052,20 @@ class CopyAgent:
         size + 1 bytes (which proves the size) and no ``fstat``; CRC checked before the
         ``.part`` file is created. Anything unexpected (a size other than the filemap's, a
         read error, not a regular file) returns ``_RETRY``: :meth:`_copy`'s general path
-        then tells what is wrong, with the messages it always gave."""
+        then tells what is wrong, with the messages it always gave.
+
+        In a worker process the source and destination directories are opened once
+        (``O_PATH``) and files are opened and renamed relative to them, which saves the
+        kernel three walks of long paths per file (~3 us here)."""
+        dirfds = self._dirfds
+        src_dir_fd = dst_dir_fd = None
+        src_name, dst_name, part_name = task.src, task.dst, part
         try:
-            src_fd = os.open(task.src, os.O_RDONLY | os.O_CLOEXEC)
+            if dirfds is not None:
+                cut = task.src.rfind("/")
+                src_dir_fd = self._dir_fd(task.src[:cut] or "/")
+                src_name = task.src[cut + 1:]
+            src_fd = os.open(src_name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=src_dir_fd)
         except OSError as exc:
             raise CopyError(f"cache file unreadable: {exc.strerror}") from exc
         try:
@@ -1067,8 +1081,16 @@ class CopyAgent:
             raise CopyError(f"CRC mismatch: cache file {crc_text(crc)}, filemap "
                             f"{crc_text(task.expected_crc)}")
         mode = stat.S_IMODE(task.mode)  # type: ignore[arg-type]
-        dst_fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW |
-                         os.O_CLOEXEC, mode)
+        try:
+            if dirfds is not None:
+                cut = task.dst.rfind("/")
+                dst_dir_fd = self._dir_fd(task.dst[:cut] or "/")
+                dst_name = task.dst[cut + 1:]
+                part_name = part[cut + 1:]
+            dst_fd = os.open(part_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
+                             os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dst_dir_fd)
+        except OSError as exc:  # named by its full path, as on the general path
+            raise OSError(exc.errno, exc.strerror, part) from exc
         try:
             try:
                 if data:
@@ -1080,14 +1102,30 @@ class CopyAgent:
                     os.fsync(dst_fd)
             finally:
                 os.close(dst_fd)
-            os.rename(part, task.dst)
+            try:
+                os.rename(part_name, dst_name, src_dir_fd=dst_dir_fd, dst_dir_fd=dst_dir_fd)
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, part) from exc
         except BaseException:
             try:
-                os.unlink(part)
+                os.unlink(part_name, dir_fd=dst_dir_fd)
             except OSError:
                 pass
             raise
         return crc if self.crc else None
+
+    def _dir_fd(self, path: str) -> int:
+        """An ``O_PATH`` descriptor of a directory, kept (at most 256, then all closed)."""
+        dirfds = self._dirfds
+        fd = dirfds.get(path)  # type: ignore[union-attr]
+        if fd is None:
+            if len(dirfds) >= 256:  # type: ignore[arg-type]
+                for old in dirfds.values():  # type: ignore[union-attr]
+                    os.close(old)
+                dirfds.clear()  # type: ignore[union-attr]
+            fd = os.open(path, _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            dirfds[path] = fd  # type: ignore[index]
+        return fd
 
     def _apply_meta(self, fd: int, task: FileTask, src_st: os.stat_result | None,
                     mode: int) -> None:
@@ -1400,6 +1438,8 @@ class CopyAgent:
         self.stats = Stats()
         self._out_lock = threading.Lock()
         self._dirs_lock = threading.Lock()
+        if _O_PATH and os.open in os.supports_dir_fd and os.rename in os.supports_dir_fd:
+            self._dirfds = {}
         self._local = threading.local()
         self.progress = False
         out = _FrameWriter(wfd, 0x4F, 64 * 1024, self)
