@@ -31,8 +31,8 @@ What limits the figures: the agent copies in one worker process per CPU (2 here)
 needs the second core, which on this shared 2-core VM is often busy with colleagues' tests
 (load average 1.5-4 during development; absolute MB/s move from run to run, so read the
 ratios, and expect the small-file row to flip between pass and MISS with the load).
-Measured CPU time for the 20k small files: agent ~0.85 s (~0.35 s user: interpreter
-start, filemap scan and per-file Python; ~0.5 s system: 8 system calls per file) against
+Measured CPU time for the 20k small files: agent ~0.8 s (~0.35 s user: interpreter
+start, filemap scan and per-file Python; ~0.45 s system: 8 system calls per file) against
 cp's ~0.5 s (all system time): with both cores the agent finishes first (0.87-0.98x cp's
 time), with the second core busy it takes 1.5-1.7x. For large files the kernel's
 page-cache writes dominate both (~200 ms CPU per 512 MiB, ours and cp's alike); the

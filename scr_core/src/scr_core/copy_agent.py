@@ -61,7 +61,8 @@ Speed (issue 9: the agent against ``cp -a`` of the cache, CRC on; see bench_scav
 * small files (at most ``--buf``) take one ``read`` of size + 1 bytes (that also proves the
   size), CRC32, one ``write``; the mode is given to ``open`` (no ``fchmod`` unless the umask
   or set-id bits need one), times by one ``futimens``; a directory this run created needs no
-  ``lstat`` of the destination.
+  ``lstat`` of the destination; in a worker, opens and the rename are relative to ``O_PATH``
+  handles of the source and destination directories.
 * larger files stream in :data:`STREAM_CHUNK` (128 KiB, as cp) reads and writes, so the
   buffer stays in the CPU cache from read to CRC to write (1 MiB chunks were up to 1.8x
   slower for 512 MiB).
@@ -77,10 +78,10 @@ Measured on the shared 2-core VM (time ratio = ours / cp's, medians of interleav
 bench_scavenge.py): large files (8 x 64 MiB tmpfs -> disk) 0.82-0.92x with the second core
 free, 1.0-1.5x with it busy (1.62x before); 20k x 8 KiB tmpfs -> tmpfs 0.87-0.98x with the
 second core free, 1.5-1.7x with it busy (4.68x before). Per small file a worker spends
-~7 us reading its filemap entry and ~30 us copying it (6 us user, 24 us in the kernel:
-open, read, close, open, write, futimens, close, rename); cp -a spends ~25 us in all, so
-the agent needs ~0.85 s of CPU for the 20k files against cp's ~0.5 s and wins only with
-both cores.
+~7 us reading its filemap entry and ~28 us copying it (6 us user, ~22 us in the kernel:
+open, read, close, open, write, futimens, close, rename, relative to directory handles);
+cp -a spends ~25 us in all, so the agent needs ~0.8 s of CPU for the 20k files against
+cp's ~0.5 s and wins only with both cores.
 """
 
 from __future__ import annotations
