@@ -33,11 +33,11 @@ needs the second core, which on this shared 2-core VM is often busy with colleag
 ratios, and expect the small-file row to flip between pass and MISS with the load).
 Measured CPU time for the 20k small files: agent ~0.8 s (~0.35 s user: interpreter
 start, filemap scan and per-file Python; ~0.45 s system: 8 system calls per file) against
-cp's ~0.5 s (all system time): with both cores the agent finishes first (0.87-0.98x cp's
+cp's ~0.5 s (all system time): with both cores the agent finishes first (0.82-0.98x cp's
 time), with the second core busy it takes 1.5-1.7x. For large files the kernel's
 page-cache writes dominate both (~200 ms CPU per 512 MiB, ours and cp's alike); the
 agent adds its start-up (~30 ms, serial) and the CRC32 (zlib-ng ~30 ms per 512 MiB;
-stdlib zlib ~200 ms, which would miss the target): 0.82-0.92x with both cores, 1.0-1.5x
+stdlib zlib ~200 ms, which would miss the target): 0.80-1.0x with both cores, 1.0-1.5x
 without. The first round of a run is often 0.5-1 s for whichever command runs first
 (the hypervisor's disk), hence medians. Reads come from tmpfs memory and writes go to
 page cache (the ``sync`` rows excepted).

@@ -75,9 +75,10 @@ Speed (issue 9: the agent against ``cp -a`` of the cache, CRC on; see bench_scav
   512 MiB that is ~0.2 s more CPU, which alone puts large files past 1.25x ``cp -a``.
 
 Measured on the shared 2-core VM (time ratio = ours / cp's, medians of interleaved runs,
-bench_scavenge.py): large files (8 x 64 MiB tmpfs -> disk) 0.82-0.92x with the second core
-free, 1.0-1.5x with it busy (1.62x before); 20k x 8 KiB tmpfs -> tmpfs 0.87-0.98x with the
-second core free, 1.5-1.7x with it busy (4.68x before). Per small file a worker spends
+bench_scavenge.py): large files (8 x 64 MiB tmpfs -> disk) 0.80-1.0x with the second core
+free, 1.0-1.5x with it busy (1.62x before); 20k x 8 KiB tmpfs -> tmpfs 0.82-0.98x with the
+second core free, 1.5-1.7x with it busy (4.68x before); 20k x 8 KiB to disk 0.64x
+(0.975x before). Per small file a worker spends
 ~7 us reading its filemap entry and ~28 us copying it (6 us user, ~22 us in the kernel:
 open, read, close, open, write, futimens, close, rename, relative to directory handles);
 cp -a spends ~25 us in all, so the agent needs ~0.8 s of CPU for the 20k files against
