@@ -24,13 +24,23 @@ and ``sync`` run, outside the timing, so every run starts from the same page cac
   executor, batch-node verification, summary/rank2file/index/flush writes) against the
   same ``cp -a``: large files always, small files with ``--full``.
 
-Targets: the agent's time <= 1.5x ``cp -a`` for large files, <= 3x for 20k small files
-(per file, Python's interpreter work comes on top of the same system calls as cp's).
+Targets (issue 9, speed = ``cp -a`` time / ours): ``speed >= 0.8x`` for large files (our
+time <= 1.25x ``cp -a``'s), ``speed >= 1.0x`` for 20k small files (our time <= ``cp -a``'s).
 
-Limits: a shared 2-core VM where colleagues' tests run at the same time (load average 3-10
-during development): the read/CRC/write pipeline cannot overlap on a busy second core, and
-absolute MB/s move from run to run, so read the ratios. Reads come from tmpfs memory and
-writes go to page cache (the ``sync`` rows excepted).
+What limits the figures: the agent copies in one worker process per CPU (2 here), so it
+needs the second core, which on this shared 2-core VM is often busy with colleagues' tests
+(load average 1.5-4 during development; absolute MB/s move from run to run, so read the
+ratios, and expect the small-file row to flip between pass and MISS with the load).
+Measured CPU time for the 20k small files: agent ~0.8 s (~0.35 s user: interpreter
+start, filemap scan and per-file Python; ~0.45 s system: 8 system calls per file) against
+cp's ~0.5 s (all system time): with both cores the agent finishes first (0.82-0.98x cp's
+time), with the second core busy it takes 1.5-1.7x. For large files the kernel's
+page-cache writes dominate both (~200 ms CPU per 512 MiB, ours and cp's alike); the
+agent adds its start-up (~30 ms, serial) and the CRC32 (zlib-ng ~30 ms per 512 MiB;
+stdlib zlib ~200 ms, which would miss the target): 0.80-1.0x with both cores, 1.0-1.5x
+without. The first round of a run is often 0.5-1 s for whichever command runs first
+(the hypervisor's disk), hence medians. Reads come from tmpfs memory and writes go to
+page cache (the ``sync`` rows excepted).
 """
 
 from __future__ import annotations
@@ -199,13 +209,15 @@ def _case(label: str, ranks: int, files_per_rank: int, size: int, rounds: int, *
         rows = []
         ref = samples["cp"].median
         o = samples["ours"].median
-        from scr_core.copy_agent import CRC_IMPL
+        from scr_core.copy_agent import CRC_IMPL, MAX_AUTO_PROCS, usable_cpus
+
+        procs = min(usable_cpus(), MAX_AUTO_PROCS)
 
         rows.append(common.make_row(
             NAME, f"{label}: copy agent, CRC on ({what})", o, REFERENCE, ref, target,
             f"ours {common.mb_per_s(nbytes, o)} ({nfiles / o:.0f} files/s), cp -a "
             f"{common.mb_per_s(nbytes, ref)} ({nfiles / ref:.0f} files/s); CRC32 by "
-            f"{CRC_IMPL}",
+            f"{CRC_IMPL}; {procs} worker processes",
             repeats=f"{samples['ours'].count}/{samples['cp'].count}"))
         if sync_rows:
             o2, ref2 = samples["ours_sync"].median, samples["cp_sync"].median
@@ -237,9 +249,9 @@ def run(quick: bool, full: bool = False) -> list[dict]:
                         whole=False, target=""))
     # large files vary most (the VM's page-cache write speed swings 10x under load)
     rows = _case("large files", 8, 1, 64 << 20, 9 if full else 5, on_disk=True,
-                 sync_rows=True, whole=True, target="<= 1.5x")
+                 sync_rows=True, whole=True, target="speed >= 0.8x")
     rows += _case("small files", 8, 2500, 8 << 10, 7 if full else 3, on_disk=False,
-                  sync_rows=False, whole=full, target="<= 3x")
+                  sync_rows=False, whole=full, target="speed >= 1.0x")
     if full:
         rows += _case("small files", 8, 2500, 8 << 10, 3, on_disk=True, sync_rows=False,
                       whole=False, target="")

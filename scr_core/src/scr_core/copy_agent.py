@@ -4,7 +4,8 @@
 
     python -m scr_core.copy_agent --id ID (--cntldir DIR | --jobid JOBID [--user USER])
         --prefix PREFIX [--buf BYTES] [--crc | --no-crc] [--sync fs|file|none]
-        [--pipeline auto|on|off] [--threads N] [--progress | --quiet] [DOWN_NODE ...]
+        [--pipeline auto|on|off] [--procs N] [--threads N] [--progress | --quiet]
+        [DOWN_NODE ...]
 
 For dataset ID it reads ``<cntldir>/cindex.scrinfo`` (the node's cache index) to find the
 dataset's cache directory, then for each ``<cachedir>/.scr/filemap_<rank>``:
@@ -41,27 +42,55 @@ Exit codes: 0 every file of the dataset held by this node is at its destination 
 node holds none of it), 1 some file or metadata failed (named on stdout and stderr),
 2 usage.
 
-Speed: small files are copied by a few threads, whose system calls overlap; large files
-one after the other by one thread. A large file is read, summed and written chunk by chunk
-in that thread, or, with ``--pipeline on`` (``auto``: when 4 or more CPUs are available),
-through a three-stage pipeline (read thread -> CRC thread -> write), since ``os.readv``,
-``zlib.crc32`` and ``os.write`` all release the GIL. Measured on a busy 2-core VM the
-pipeline lost (0.9 s against 0.25 s for 512 MiB: every chunk is two thread hand-offs, each
-waiting for a free core), so it is not the default there. Filemaps are read with a
-dedicated scanner (:func:`scan_filemap`), 4-5x faster than building KVTree objects.
-CRC32 comes from ``zlib_ng`` when that package is installed (17 GB/s against zlib's 2.8 GB/s
-here, the same values); without it, CRC is what makes a copy ~1.6x slower than ``cp -a``
-on this VM.
+Speed (issue 9: the agent against ``cp -a`` of the cache, CRC on; see bench_scavenge.py):
+
+* worker processes, not threads (``--procs``, default one per usable CPU, at most
+  :data:`MAX_AUTO_PROCS`): per small file the interpreter's own work (reading the filemap
+  entry, building the task, the JSON line) costs as much as the system calls, and threads
+  serialise it on the GIL. The agent forks the workers, and each one copies and reads the
+  filemaps of its share and copies their files in one thread; with at least as many
+  filemaps as workers whole filemaps are dealt out (biggest first), else every filemap is
+  split into consecutive runs of about equal bytes (:func:`share_of`) and the agent copies
+  the filemaps before forking (a filemap always lands before its files). Workers send JSON
+  lines, stderr lines, progress and final counts over a pipe in frames; the agent writes
+  them out and merges the counts. A worker dies with the agent (``PR_SET_PDEATHSIG``), and
+  one that ends without reporting fails the agent. ``--procs 1`` copies in this process:
+  small files by ``--threads`` threads, large ones by one thread (or, with ``--pipeline
+  on``, ``auto``: 4+ CPUs and one process, through a read -> CRC -> write thread pipeline,
+  which lost on the busy 2-core VM: 0.9 s against 0.25 s for 512 MiB).
+* small files (at most ``--buf``) take one ``read`` of size + 1 bytes (that also proves the
+  size), CRC32, one ``write``; the mode is given to ``open`` (no ``fchmod`` unless the umask
+  or set-id bits need one), times by one ``futimens``; a directory this run created needs no
+  ``lstat`` of the destination; in a worker, opens and the rename are relative to ``O_PATH``
+  handles of the source and destination directories.
+* larger files stream in :data:`STREAM_CHUNK` (128 KiB, as cp) reads and writes, so the
+  buffer stays in the CPU cache from read to CRC to write (1 MiB chunks were up to 1.8x
+  slower for 512 MiB).
+* filemaps are read by :func:`scan_filemap` (4-5x faster than building KVTree objects; an
+  entry whose META keys come in the same order as the previous one's is one regex match),
+  and the agent imports little and parses a plain command line without argparse
+  (start-up ~30 ms, ~11 of it the interpreter's; it was ~70).
+* CRC32 comes from ``zlib_ng`` (a dependency of scr-core where binary wheels exist: x86_64,
+  aarch64; 17 GB/s against zlib's 2.8 GB/s here, the same values), else from ``zlib``: for
+  512 MiB that is ~0.2 s more CPU, which alone puts large files past 1.25x ``cp -a``.
+
+Measured on the shared 2-core VM (time ratio = ours / cp's, medians of interleaved runs,
+bench_scavenge.py): large files (8 x 64 MiB tmpfs -> disk) 0.80-1.0x with the second core
+free, 1.0-1.5x with it busy (1.62x before); 20k x 8 KiB tmpfs -> tmpfs 0.82-0.98x with the
+second core free, 1.5-1.7x with it busy (4.68x before); 20k x 8 KiB to disk 0.64x
+(0.975x before). Per small file a worker spends
+~7 us reading its filemap entry and ~28 us copying it (6 us user, ~22 us in the kernel:
+open, read, close, open, write, futimens, close, rename, relative to directory handles);
+cp -a spends ~25 us in all, so the agent needs ~0.8 s of CPU for the 20k files against
+cp's ~0.5 s and wins only with both cores.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import queue
 import re
-import socket
+import signal
 import stat
 import struct
 import sys
@@ -69,10 +98,12 @@ import threading
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
 from .kvtree import c_atoi
+
+if TYPE_CHECKING:
+    import argparse
 
 try:  # zlib-ng's CRC32 (SIMD) is ~6x zlib's and gives the same value
     from zlib_ng.zlib_ng import crc32 as _crc32
@@ -91,8 +122,31 @@ DEFAULT_BUF = 1024 * 1024
 # large-file thread (and its read/CRC/write pipeline when that is on)
 PIPELINE_MIN_BUFFERS = 4
 PIPELINE_DEPTH = 4  # buffers in flight per pipelined file
+# a file bigger than the buffer is streamed in reads and writes of at most this much (as
+# cp's 128 KiB): the buffer then stays in the CPU cache between read, CRC32 and write;
+# 1 MiB chunks measured up to 1.8x slower for 512 MiB on the 2-core VM
+STREAM_CHUNK = 128 * 1024
+MAX_AUTO_PROCS = 8  # worker processes by default: one per usable CPU, at most this many
+# splitting one filemap between workers: a file counts as its size plus this (the cost of
+# creating, renaming and reporting a file, in bytes of copying)
+FILE_COST = 64 * 1024
+_HDR = struct.Struct("<IB")  # worker -> agent frame: payload length, kind
+_PROGRESS = struct.Struct("<5Q")  # files_total, bytes_total, files_done, bytes_done, copied
 _REDSET_RE = re.compile(r"^reddesc.*\.er\.")
 _FILEMAP_RE = re.compile(r"^filemap_(0|[1-9][0-9]*)$")
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+_RETRY = object()  # _copy_whole: take the general path
+_FADV_SEQUENTIAL = getattr(os, "POSIX_FADV_SEQUENTIAL", None)
+_O_PATH = getattr(os, "O_PATH", 0)  # Linux: a directory handle that needs no read right
 
 
 class CopyError(Exception):
@@ -130,12 +184,34 @@ def _copy_simple(src_fd: int, dst_fd: int, buf: bytearray, want_crc: bool,
             return total, crc
 
 
+def _copy_small(src_fd: int, dst_fd: int, size: int, want_crc: bool) -> tuple[int, int]:
+    """A file of at most one buffer: one read of ``size + 1`` bytes, CRC, one write.
+
+    Reading one byte more than expected tells a file that grew from one of the right size
+    without a second read; the caller compares the count returned with ``size``.
+    """
+    data = os.read(src_fd, size + 1)
+    n = len(data)
+    if n > size:  # longer than the filemap says: the caller reports the size
+        return n, 0
+    if n < size:  # the file shrank, or the read was split (rare): the general loop
+        os.lseek(src_fd, 0, os.SEEK_SET)
+        return _copy_simple(src_fd, dst_fd, bytearray(max(size + 1, 4096)), want_crc, size)
+    crc = _crc32(data) if want_crc else 0
+    if n:
+        written = os.write(dst_fd, data)
+        if written != n:
+            _write_all(dst_fd, memoryview(data)[written:])
+    return n, crc
+
+
 def _copy_pipelined(src_fd: int, dst_fd: int, bufsize: int, want_crc: bool) -> tuple[int, int]:
     """Read, CRC and write overlap: chunk i+2 is read while i+1 is summed and i written.
 
     The CRC is computed over the very buffer that is then written, so it covers the bytes
     that reach the destination, not a second read of the source.
     """
+    import queue
     free: queue.Queue = queue.Queue()
     for _ in range(PIPELINE_DEPTH):
         free.put(bytearray(bufsize))
@@ -246,40 +322,49 @@ def _syncfs(path: str) -> None:
 # --------------------------------------------------------------------------- the agent
 
 
-@dataclass
 class FileTask:
-    """One data file of a filemap, and where it goes."""
+    """One data file of a filemap, and where it goes.
 
-    rank: int
-    src: str
-    dst: str
-    rel: str
-    size: int
-    expected_crc: int | None
-    mode: int | None = None
-    uid: int | None = None
-    gid: int | None = None
-    atime_ns: int | None = None
-    mtime_ns: int | None = None
-    problem: str | None = None  # known bad before copying (incomplete, outside prefix...)
+    A plain class with slots, not a dataclass: ``dataclasses`` (and ``inspect``) would add
+    ~10 ms to every agent's start-up, a fifth of the cost of 20,000 small files."""
+
+    __slots__ = ("atime_ns", "dst", "expected_crc", "gid", "mode", "mtime_ns", "problem",
+                 "rank", "rel", "size", "src", "uid")
+
+    def __init__(self, rank: int, src: str, dst: str, rel: str, size: int,
+                 expected_crc: int | None, mode: int | None = None, uid: int | None = None,
+                 gid: int | None = None, atime_ns: int | None = None,
+                 mtime_ns: int | None = None, problem: str | None = None) -> None:
+        self.rank, self.src, self.dst, self.rel, self.size = rank, src, dst, rel, size
+        self.expected_crc, self.mode, self.uid, self.gid = expected_crc, mode, uid, gid
+        self.atime_ns, self.mtime_ns = atime_ns, mtime_ns
+        self.problem = problem  # known bad before copying (incomplete, outside prefix...)
+
+    def _key(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FileTask) and self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"FileTask({fields})"
 
 
-@dataclass
 class Stats:
-    files_total: int = 0
-    bytes_total: int = 0
-    files_done: int = 0
-    bytes_done: int = 0
-    bytes_copied: int = 0
-    copied: int = 0
-    present: int = 0
-    failed: int = 0
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    """Counters of one agent (or one worker process)."""
+
+    def __init__(self) -> None:
+        self.files_total = self.bytes_total = self.files_done = self.bytes_done = 0
+        self.bytes_copied = self.copied = self.present = self.failed = 0
+        self.failures: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
 
 
 def _node_name() -> str:
-    return os.environ.get("SCR_LOCAL_NODE") or socket.gethostname()
+    return os.environ.get("SCR_LOCAL_NODE") or os.uname().nodename  # = gethostname()
 
 
 def _within(path: str, root: str) -> bool:
@@ -297,7 +382,9 @@ def place_in_prefix(dst: str, prefix: str, real_prefix: str,
     Inside means inside as written (symlinks below the prefix are the user's business), or
     inside once resolved (the prefix was reached through another symlinked path).
     """
-    norm = os.path.normpath(dst)
+    # normpath changes only paths with "//", "/." (".", "..") or a trailing "/"
+    norm = dst if "/." not in dst and "//" not in dst and dst[-1:] != "/" and \
+        dst[:1] == "/" else os.path.normpath(dst)
     head = prefix if prefix.endswith("/") else prefix + "/"
     if norm.startswith(head) and len(norm) > len(head):  # the common case, no syscalls
         return norm, norm[len(head):]
@@ -323,6 +410,12 @@ _U32 = struct.Struct(">I").unpack_from
 _KVTREE_MAGIC = 0x951FC3F5
 # C-accelerated; ASCII-only so that undecodable names (surrogate escapes) stay printable
 _json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+# the META keys a copy needs (FileTask's fields), in the order CopyAgent._task reads them
+TASK_ORDER = (b"PATH", b"NAME", b"SIZE", b"RANK", b"CRC", b"ATIME_SECS", b"ATIME_NSECS",
+              b"MTIME_SECS", b"MTIME_NSECS", b"MODE", b"UID", b"GID", b"COMPLETE")
+TASK_KEYS = frozenset(TASK_ORDER)
+_HEX = re.compile(rb"[0-9a-fA-F]+")
+_HEX8 = re.compile(rb"[0-9a-fA-F]{1,8}")
 _MULTI = object()  # a META key with several values, or a nested one: no single value
 
 RawMeta = dict  # bytes key -> bytes value, or _MULTI
@@ -346,8 +439,13 @@ def _skip(buf: bytes, pos: int, end: int, count: int, depth: int = 0) -> int:
     return pos
 
 
-def scan_filemap(path: str) -> list[tuple[str, RawMeta | None]]:
+def scan_filemap(path: str, keys: frozenset[bytes] | None = None,
+                 ) -> list[tuple[str, RawMeta | None]]:
     """``[(cache path, META as {key bytes: value bytes})]`` of a filemap, in file order.
+
+    With ``keys``, META may hold only those keys (the others are checked, not returned):
+    an entry whose META lists the same keys in the same order as the entry before it is
+    then read by one regex match (``_template``), ~5x faster than collecting every pair.
 
     Header and CRC are checked as KVTree does (kvtree.md §2-3). A key with several values
     (or a nested one) maps to an opaque marker, so reading it as one value gives None, as
@@ -356,8 +454,21 @@ def scan_filemap(path: str) -> list[tuple[str, RawMeta | None]]:
     """
     with open(path, "rb") as fh:
         buf = fh.read()
+    end = _check_header(path, buf)
+    if end is None:
+        return []
+    try:
+        return _scan(buf, end, keys)
+    except _Repeated:
+        return _scan_generic(path)
+    except (ValueError, IndexError, struct.error, RecursionError) as exc:
+        raise FilemapError(f"{path}: corrupt filemap ({exc})") from exc
+
+
+def _check_header(path: str, buf: bytes) -> int | None:
+    """Where a filemap's tree ends, after the header and CRC checks; None if empty."""
     if not buf:
-        return []  # a zero-length file is an empty tree, as in C
+        return None  # a zero-length file is an empty tree, as in C
     try:
         magic, ftype, version, filesize, flags = struct.unpack_from(">IHHQI", buf)
     except struct.error as exc:
@@ -370,25 +481,69 @@ def scan_filemap(path: str) -> list[tuple[str, RawMeta | None]]:
         end = filesize - 4
         if end < 20 or zlib.crc32(memoryview(buf)[:end]) != _U32(buf, end)[0]:
             raise FilemapError(f"{path}: CRC32 mismatch")
-    try:
-        return _scan(buf, end)
-    except _Repeated:
-        return _scan_generic(path)
-    except (ValueError, IndexError, struct.error, RecursionError) as exc:
-        raise FilemapError(f"{path}: corrupt filemap ({exc})") from exc
+    return end
+
+
+_PAIRS_RE: dict[int, re.Pattern] = {}
+
+
+def _pairs_re(count: int) -> re.Pattern:
+    """A regex matching exactly ``count`` consecutive plain META pairs."""
+    pat = _PAIRS_RE.get(count)
+    if pat is None:
+        pat = _PAIRS_RE[count] = re.compile(
+            rb"(?:[^\0]*\0\0\0\0\x01[^\0]*\0\0\0\0\0){%d}" % count)
+    return pat
 
 
 class _Repeated(Exception):
     pass
 
 
-def _scan(buf: bytes, end: int) -> list[tuple[str, RawMeta | None]]:
+_TEMPLATES: dict[tuple[tuple[bytes, ...], frozenset[bytes], tuple[bytes, ...] | None],
+                 tuple[re.Pattern, tuple[bytes, ...], tuple[str, ...] | None]] = {}
+
+
+def _template(order: tuple[bytes, ...], keys: frozenset[bytes],
+              wanted: tuple[bytes, ...] | None = None,
+              ) -> tuple[re.Pattern, tuple[bytes, ...], tuple[str, ...] | None]:
+    """(regex matching a META of exactly these plain pairs in this order, capturing the
+    values of ``keys``; the captured keys in group order; when every key of ``wanted`` is
+    captured, the group names that give their values in ``wanted``'s order, else None)."""
+    found = _TEMPLATES.get((order, keys, wanted))
+    if found is None:
+        index = {k: j for j, k in enumerate(wanted or ())}
+        parts = []
+        for key in order:
+            if key in index:
+                value = b"(?P<g%d>[^\0]*)" % index[key]
+            elif key in keys:
+                value = rb"([^\0]*)"
+            else:
+                value = rb"[^\0]*"
+            parts.append(re.escape(key) + rb"\0\0\0\0\x01" + value + rb"\0\0\0\0\0")
+        groups = None
+        if wanted is not None and all(k in order for k in wanted):
+            groups = tuple(f"g{j}" for j in range(len(wanted)))
+        found = (re.compile(b"".join(parts)), tuple(k for k in order if k in keys), groups)
+        if len(_TEMPLATES) < 64:
+            _TEMPLATES[(order, keys, wanted)] = found
+    return found
+
+
+def _scan(buf: bytes, end: int, keys: frozenset[bytes] | None = None,
+          wanted: tuple[bytes, ...] | None = None) -> list[tuple[str, Any]]:
+    tmpl_count = -1  # the META pair count the current template matches
+    tmpl: re.Pattern | None = None
+    tmpl_names: tuple[bytes, ...] = ()
+    tmpl_groups: tuple[str, ...] | None = None
     pos = 20
     (count,) = _U32(buf, pos)
     pos += 4
     out: list[tuple[str, RawMeta | None]] = []
     seen: set[bytes] = set()
     match = _PAIR.match
+    findall = _PAIR.findall
     find = buf.index
     for _ in range(count):
         nul = find(b"\0", pos, end)
@@ -417,6 +572,25 @@ def _scan(buf: bytes, end: int) -> list[tuple[str, RawMeta | None]]:
                         raise _Repeated
                     pos = _skip(buf, pos, end, mc)
                     continue
+                if mc == tmpl_count:  # the same keys as the entry before, most likely
+                    m = tmpl.match(buf, pos, end)  # type: ignore[union-attr]
+                    if m is not None:
+                        # the values of ``wanted`` in one call, else the keys' dict
+                        meta = m.group(*tmpl_groups) if tmpl_groups else \
+                            dict(zip(tmpl_names, m.groups()))
+                        pos = m.end()
+                        continue
+                # the usual META: mc plain pairs, matched and collected by two C calls
+                block = _pairs_re(mc).match(buf, pos, end)
+                if block is not None:
+                    meta = dict(findall(buf, pos, block.end()))
+                    if len(meta) == mc:  # no repeated key
+                        pos = block.end()
+                        if keys is not None:
+                            tmpl, tmpl_names, tmpl_groups = _template(tuple(meta), keys,
+                                                                      wanted)
+                            tmpl_count = mc
+                        continue
                 meta = {}
                 for _ in range(mc):
                     m = match(buf, pos, end)
@@ -432,8 +606,28 @@ def _scan(buf: bytes, end: int) -> list[tuple[str, RawMeta | None]]:
                     meta[name] = _MULTI
             if pos > end:
                 raise FilemapError("truncated")
+            if wanted is not None and type(meta) is dict:
+                meta = tuple(map(meta.get, wanted))
             out.append((fkey.decode("utf-8", "surrogateescape"), meta))
     return out
+
+
+def scan_filemap_values(path: str, wanted: tuple[bytes, ...],
+                        ) -> list[tuple[str, tuple | None]]:
+    """``[(cache path, META values of the keys in ``wanted``, None where absent)]``: what
+    :func:`scan_filemap` reads, without a dict per file where the template matches."""
+    with open(path, "rb") as fh:
+        buf = fh.read()
+    end = _check_header(path, buf)
+    if end is None:
+        return []
+    try:
+        return _scan(buf, end, frozenset(wanted), wanted)
+    except _Repeated:
+        return [(src, None if meta is None else tuple(map(meta.get, wanted)))
+                for src, meta in _scan_generic(path)]
+    except (ValueError, IndexError, struct.error, RecursionError) as exc:
+        raise FilemapError(f"{path}: corrupt filemap ({exc})") from exc
 
 
 def _scan_generic(path: str) -> list[tuple[str, RawMeta | None]]:
@@ -465,9 +659,19 @@ def raw_int(meta: RawMeta, key: bytes) -> int | None:
         return None
     if value.isdigit() and (len(value) == 1 or value[0] != 0x30):
         return int(value)
+    if value[:2] == b"0x" and 2 < len(value) <= 18 and _HEX.fullmatch(value, 2):  # CRC
+        return int(value[2:], 16)
     from .kvtree import c_strtoul
 
     return c_strtoul(value.decode("utf-8", "surrogateescape"))
+
+
+def _nsecs(value: Any) -> int:
+    """``raw_int`` of a value, or 0, with plain decimal digits read directly."""
+    if value is not None and value is not _MULTI and value.isdigit() and \
+            (len(value) == 1 or value[0] != 0x30):
+        return int(value)
+    return raw_int({b"": value}, b"") or 0
 
 
 def raw_str(meta: RawMeta, key: bytes) -> str | None:
@@ -506,14 +710,14 @@ class CopyAgent:
         progress: bool = False,
         node: str | None = None,
         pipeline: str = "auto",
+        procs: int = 0,
     ) -> None:
         self.dataset_id = dataset_id
-        if pipeline == "auto":
-            try:
-                cpus = len(os.sched_getaffinity(0))
-            except (AttributeError, OSError):
-                cpus = os.cpu_count() or 1
-            pipeline = "on" if cpus >= 4 else "off"
+        cpus = usable_cpus()
+        # worker processes: each copies its share of the files in one thread
+        self.procs = procs if procs > 0 else min(cpus, MAX_AUTO_PROCS)
+        if pipeline == "auto":  # a pipeline per file only when spare CPUs are left
+            pipeline = "on" if cpus >= 4 and self.procs == 1 else "off"
         self.pipeline = pipeline == "on"
         self.cntldir = cntldir
         self.prefix = os.path.abspath(prefix)
@@ -533,6 +737,11 @@ class CopyAgent:
         self._dirs_lock = threading.Lock()
         self._local = threading.local()
         self._real_dirs: dict[str, str] = {}
+        self._nums: dict[Any, int | None] = {}  # META value -> raw_int of it
+        self._strs: dict[bytes, str] = {}  # META PATH -> decoded
+        self._orphan_check = False  # a worker without PDEATHSIG checks its parent itself
+        # directory -> O_PATH descriptor, in a worker process only (one thread, Linux)
+        self._dirfds: dict[str, int] | None = None
         self._euid, self._egid = os.geteuid(), os.getegid()
         umask = os.umask(0)  # read it once; a file is then created with its final mode
         os.umask(umask)
@@ -556,20 +765,25 @@ class CopyAgent:
     # -- discovery --------------------------------------------------------------------------
     def cache_dir(self) -> str | None:
         """The dataset's cache directory from the node's cache index, or None if not held."""
-        from .control.cindex import read_cindex
-        from .control.paths import cindex_path
+        # the cache index read as a KVTree (DSET/<id>/PATH), as scr_copy reads it: the
+        # control-file classes would add their imports to every agent's start-up
+        from . import kvtree
 
-        path = cindex_path(self.cntldir)
-        if not path.exists():
+        path = os.path.join(self.cntldir, "cindex.scrinfo")
+        try:
+            tree = kvtree.read(path)
+        except FileNotFoundError:
             self.status = "no-cache-index"
             return None
-        record = read_cindex(path).datasets.get(self.dataset_id)
+        dsets = tree.get("DSET")
+        record = None if dsets is None else dsets.get(str(self.dataset_id))
         if record is None:
             self.status = "not-cached"
             return None
-        if not record.path:
+        cachedir = record.value("PATH")
+        if not cachedir:
             raise CopyError(f"{path}: dataset {self.dataset_id} has no PATH")
-        return record.path
+        return cachedir
 
     def metadata_names(self, cachedir: str) -> tuple[list[tuple[int, str]], list[str]]:
         """([(rank, filemap name)], [redundancy file names]) in ``<cachedir>/.scr``."""
@@ -583,33 +797,58 @@ class CopyAgent:
 
     def read_tasks(self, path: str, rank: int) -> list[FileTask]:
         """The files of one filemap."""
-        return [self._task(rank, src, meta) for src, meta in scan_filemap(path)]
+        return [self._task(rank, src, meta)
+                for src, meta in scan_filemap_values(path, TASK_ORDER)]
 
-    def _task(self, rank: int, src: str, meta: RawMeta | None) -> FileTask:
+    def _num(self, value: Any) -> int | None:
+        """A META value as :func:`raw_int` reads it, remembered (values repeat a lot)."""
+        number = raw_int({b"": value}, b"")
+        if len(self._nums) < 4096:
+            self._nums[value] = number
+        return number
+
+    def _task(self, rank: int, src: str, meta: tuple | None) -> FileTask:
+        """The task of one filemap entry; ``meta``: its values of :data:`TASK_ORDER`."""
         if meta is None:
             return FileTask(rank, src, "", "", 0, None, problem="filemap entry has no META")
-        path, name = raw_str(meta, b"PATH"), raw_str(meta, b"NAME")
-        dst = os.path.join(path, name) if path is not None and name is not None else ""
-        size = raw_int(meta, b"SIZE")
-        meta_rank = raw_int(meta, b"RANK")
-        crc = raw_int(meta, b"CRC") if self.crc else None
-        atime, mtime = raw_int(meta, b"ATIME_SECS"), raw_int(meta, b"MTIME_SECS")
+        # per file this is most of the agent's own work on small files: values repeated from
+        # file to file (MODE, UID, RANK, seconds) are converted once, through self._nums
+        (path, name, size_v, rank_v, crc_v, asec_v, ansec_v, msec_v, mnsec_v, mode_v, uid_v,
+         gid_v, complete_v) = meta
+        nums, num = self._nums, self._num
+        if path is None or name is None or path is _MULTI or name is _MULTI:
+            dst = ""
+        else:
+            path_s = self._strs.get(path)
+            if path_s is None:
+                path_s = self._strs[path] = path.decode("utf-8", "surrogateescape")
+            name_s = name.decode("utf-8", "surrogateescape")
+            dst = f"{path_s}/{name_s}" if path_s and path_s[-1] != "/" and \
+                name_s[:1] != "/" else os.path.join(path_s, name_s)
+        size = nums[size_v] if size_v in nums else num(size_v)
+        meta_rank = nums[rank_v] if rank_v in nums else num(rank_v)
+        if not self.crc or crc_v is None:
+            crc = None
+        elif crc_v is not _MULTI and crc_v[:2] == b"0x" and _HEX8.fullmatch(crc_v, 2):
+            crc = int(crc_v, 16)  # SCR writes %#x: 0x and 8 digits at most
+        else:
+            crc = num(crc_v)
+        atime = nums[asec_v] if asec_v in nums else num(asec_v)
+        mtime = nums[msec_v] if msec_v in nums else num(msec_v)
+        mode = nums[mode_v] if mode_v in nums else num(mode_v)
+        uid = nums[uid_v] if uid_v in nums else num(uid_v)
+        gid = nums[gid_v] if gid_v in nums else num(gid_v)
         task = FileTask(
-            rank=rank if meta_rank is None else meta_rank,
-            src=src, dst=dst, rel="", size=size or 0,
-            expected_crc=None if crc is None else crc & 0xFFFFFFFF,
-            mode=raw_int(meta, b"MODE"), uid=raw_int(meta, b"UID"),
-            gid=raw_int(meta, b"GID"),
-            atime_ns=None if atime is None
-            else atime * 10**9 + (raw_int(meta, b"ATIME_NSECS") or 0),
-            mtime_ns=None if mtime is None
-            else mtime * 10**9 + (raw_int(meta, b"MTIME_NSECS") or 0),
+            rank if meta_rank is None else meta_rank, src, dst, "", size or 0,
+            None if crc is None else crc & 0xFFFFFFFF, mode, uid, gid,
+            None if atime is None else atime * 10**9 + _nsecs(ansec_v),
+            None if mtime is None else mtime * 10**9 + _nsecs(mnsec_v),
         )
-        if not dst or not os.path.isabs(dst):
+        if not dst or dst[0] != "/":
             task.problem = f"META PATH/NAME {dst!r} is not an absolute path"
         elif size is None:
             task.problem = "META has no SIZE"
-        elif not raw_complete(meta):
+        elif complete_v != b"1" and not raw_complete({b"COMPLETE": complete_v}):
             task.problem = "META COMPLETE is not 1 (the file was not completely written)"
         else:
             placed = place_in_prefix(dst, self.prefix, self.real_prefix, self._real_dirs)
@@ -623,7 +862,7 @@ class CopyAgent:
     def _buffer(self) -> bytearray:
         buf = getattr(self._local, "buf", None)
         if buf is None:
-            buf = self._local.buf = bytearray(self.bufsize)
+            buf = self._local.buf = bytearray(min(self.bufsize, STREAM_CHUNK))
         return buf
 
     def _ensure_dir(self, path: str) -> bool:
@@ -664,21 +903,27 @@ class CopyAgent:
         try:
             if task.problem:
                 raise CopyError(task.problem)
-            dst_dir = os.path.dirname(task.dst)
-            dst_st: os.stat_result | None = None
-            if not self._ensure_dir(dst_dir):
+            cut = task.dst.rfind("/")  # an absolute, normalised path
+            dst_dir = task.dst[:cut] or "/"
+            fresh = self._dirs.get(dst_dir)
+            if fresh is None:
+                fresh = self._ensure_dir(dst_dir)
+            if fresh:  # created by this run: nothing of ours can be there yet
+                status, crc = "copied", self._copy(task)
+            else:
+                dst_st: os.stat_result | None = None
                 try:
                     dst_st = os.lstat(task.dst)
                 except FileNotFoundError:
                     pass
-            if dst_st is not None and self._same_file(task, dst_st):
-                # bypass: the file was written straight to the prefix; verify only
-                status, crc = "present", self._verify_in_place(task)
-            elif self._already_there(task, dst_st):
-                status, crc = "present", task.expected_crc
-                self._fix_mode(task)
-            else:
-                status, crc = "copied", self._copy(task)
+                if dst_st is not None and self._same_file(task, dst_st):
+                    # bypass: the file was written straight to the prefix; verify only
+                    status, crc = "present", self._verify_in_place(task)
+                elif self._already_there(task, dst_st):
+                    status, crc = "present", task.expected_crc
+                    self._fix_mode(task)
+                else:
+                    status, crc = "copied", self._copy(task)
         except (CopyError, OSError) as exc:
             text = str(exc) if isinstance(exc, CopyError) else \
                 f"{exc.strerror or exc} ({getattr(exc, 'filename', None) or task.dst})"
@@ -686,11 +931,12 @@ class CopyAgent:
             return
         # the record of every file is one JSON line; formatted by hand because json.dumps
         # of a dict per file was a tenth of the time of copying a small file
+        crc_s = "null" if crc is None else f'"{crc_text(crc)}"'
         expected = "" if task.expected_crc is None else \
+            f',"crc_expected":{crc_s}' if crc == task.expected_crc else \
             f',"crc_expected":"{crc_text(task.expected_crc)}"'
         line = (f'{{"event":"file","rank":{task.rank},"path":{_json_str(task.rel)},'
-                f'"size":{task.size},"status":"{status}",'
-                f'"crc":{"null" if crc is None else chr(34) + crc_text(crc) + chr(34)},'
+                f'"size":{task.size},"status":"{status}","crc":{crc_s},'
                 f'"secs":{time.monotonic() - start:.6f}{expected}}}\n')
         s = self.stats
         with s.lock:
@@ -744,8 +990,14 @@ class CopyAgent:
                 os.chmod(task.dst, want)
 
     def _copy(self, task: FileTask) -> int | None:
-        dst_dir, base = os.path.split(task.dst)
-        part = os.path.join(dst_dir, f".{base}{PART_SUFFIX}")
+        dst = task.dst
+        cut = dst.rfind("/") + 1
+        part = f"{dst[:cut]}.{dst[cut:]}{PART_SUFFIX}"
+        if task.size <= self.bufsize and task.mode is not None and \
+                task.atime_ns is not None and task.mtime_ns is not None:
+            crc = self._copy_whole(task, part)
+            if crc is not _RETRY:
+                return crc  # type: ignore[return-value]
         try:
             src_fd = os.open(task.src, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
@@ -763,9 +1015,16 @@ class CopyAgent:
             dst_fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW |
                              os.O_CLOEXEC, mode)
             try:
-                if self.pipeline and task.size > self.bufsize * PIPELINE_MIN_BUFFERS:
+                if task.size <= self.bufsize:
+                    total, crc = _copy_small(src_fd, dst_fd, task.size, self.crc)
+                elif self.pipeline and task.size > self.bufsize * PIPELINE_MIN_BUFFERS:
                     total, crc = _copy_pipelined(src_fd, dst_fd, self.bufsize, self.crc)
                 else:
+                    if _FADV_SEQUENTIAL is not None:  # as cp: more read-ahead from disk
+                        try:
+                            os.posix_fadvise(src_fd, 0, 0, _FADV_SEQUENTIAL)
+                        except OSError:
+                            pass
                     total, crc = _copy_simple(src_fd, dst_fd, self._buffer(), self.crc,
                                               task.size)
                 if total != task.size:
@@ -790,7 +1049,88 @@ class CopyAgent:
             os.close(src_fd)
         return crc if self.crc else None
 
-    def _apply_meta(self, fd: int, task: FileTask, src_st: os.stat_result, mode: int) -> None:
+    def _copy_whole(self, task: FileTask, part: str) -> Any:
+        """A small file whose META gives mode and times, the common case: one read of
+        size + 1 bytes (which proves the size) and no ``fstat``; CRC checked before the
+        ``.part`` file is created. Anything unexpected (a size other than the filemap's, a
+        read error, not a regular file) returns ``_RETRY``: :meth:`_copy`'s general path
+        then tells what is wrong, with the messages it always gave.
+
+        In a worker process the source and destination directories are opened once
+        (``O_PATH``) and files are opened and renamed relative to them, which saves the
+        kernel three walks of long paths per file (~3 us here)."""
+        dirfds = self._dirfds
+        src_dir_fd = dst_dir_fd = None
+        src_name, dst_name, part_name = task.src, task.dst, part
+        try:
+            if dirfds is not None:
+                cut = task.src.rfind("/")
+                src_dir_fd = self._dir_fd(task.src[:cut] or "/")
+                src_name = task.src[cut + 1:]
+            src_fd = os.open(src_name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=src_dir_fd)
+        except OSError as exc:
+            raise CopyError(f"cache file unreadable: {exc.strerror}") from exc
+        try:
+            data = os.read(src_fd, task.size + 1)
+        except OSError:
+            return _RETRY
+        finally:
+            os.close(src_fd)
+        if len(data) != task.size:
+            return _RETRY
+        crc = _crc32(data) if self.crc else 0
+        if self.crc and task.expected_crc is not None and crc != task.expected_crc:
+            raise CopyError(f"CRC mismatch: cache file {crc_text(crc)}, filemap "
+                            f"{crc_text(task.expected_crc)}")
+        mode = stat.S_IMODE(task.mode)  # type: ignore[arg-type]
+        try:
+            if dirfds is not None:
+                cut = task.dst.rfind("/")
+                dst_dir_fd = self._dir_fd(task.dst[:cut] or "/")
+                dst_name = task.dst[cut + 1:]
+                part_name = part[cut + 1:]
+            dst_fd = os.open(part_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
+                             os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dst_dir_fd)
+        except OSError as exc:  # named by its full path, as on the general path
+            raise OSError(exc.errno, exc.strerror, part) from exc
+        try:
+            try:
+                if data:
+                    written = os.write(dst_fd, data)
+                    if written != len(data):
+                        _write_all(dst_fd, memoryview(data)[written:])
+                self._apply_meta(dst_fd, task, None, mode)
+                if self.sync == "file":
+                    os.fsync(dst_fd)
+            finally:
+                os.close(dst_fd)
+            try:
+                os.rename(part_name, dst_name, src_dir_fd=dst_dir_fd, dst_dir_fd=dst_dir_fd)
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, part) from exc
+        except BaseException:
+            try:
+                os.unlink(part_name, dir_fd=dst_dir_fd)
+            except OSError:
+                pass
+            raise
+        return crc if self.crc else None
+
+    def _dir_fd(self, path: str) -> int:
+        """An ``O_PATH`` descriptor of a directory, kept (at most 256, then all closed)."""
+        dirfds = self._dirfds
+        fd = dirfds.get(path)  # type: ignore[union-attr]
+        if fd is None:
+            if len(dirfds) >= 256:  # type: ignore[arg-type]
+                for old in dirfds.values():  # type: ignore[union-attr]
+                    os.close(old)
+                dirfds.clear()  # type: ignore[union-attr]
+            fd = os.open(path, _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            dirfds[path] = fd  # type: ignore[index]
+        return fd
+
+    def _apply_meta(self, fd: int, task: FileTask, src_st: os.stat_result | None,
+                    mode: int) -> None:
         # as scr_meta_apply_stat: owner (only root may), then mode (chown clears set-id
         # bits), then times last so nothing after them touches mtime
         chowned = False
@@ -803,8 +1143,10 @@ class CopyAgent:
                 pass
         if chowned or mode & self._umask or mode & ~0o777:
             os.fchmod(fd, mode)  # open() already gave mode & ~umask
-        atime = task.atime_ns if task.atime_ns is not None else src_st.st_atime_ns
-        mtime = task.mtime_ns if task.mtime_ns is not None else src_st.st_mtime_ns
+        atime = task.atime_ns if task.atime_ns is not None else \
+            src_st.st_atime_ns  # type: ignore[union-attr]
+        mtime = task.mtime_ns if task.mtime_ns is not None else \
+            src_st.st_mtime_ns  # type: ignore[union-attr]
         os.utime(fd, ns=(atime, mtime))
 
     def copy_meta_file(self, cachedir: str, name: str) -> bool:
@@ -862,7 +1204,7 @@ class CopyAgent:
 
     # -- main -------------------------------------------------------------------------------
     def run(self) -> int:
-        t0 = time.monotonic()
+        t0 = self._t0 = time.monotonic()
         try:
             cachedir = self.cache_dir()
             maps, redsets = self.metadata_names(cachedir) if cachedir else ([], [])
@@ -884,7 +1226,7 @@ class CopyAgent:
             self.copy_meta_file(cachedir, name)
         done = threading.Event()
         ticker = None
-        if self.progress:
+        if self.progress and not self._forks(maps):  # forking: started after the fork
             ticker = threading.Thread(target=self._progress_loop, args=(done, t0), daemon=True)
             ticker.start()
         try:
@@ -903,12 +1245,251 @@ class CopyAgent:
                 self.complain(self.error)
         return self._finish(t0)
 
+    def _forks(self, maps: Sequence[tuple[int, str]]) -> bool:
+        return self.procs > 1 and bool(maps) and hasattr(os, "fork")
+
     def _copy_all(self, cachedir: str, maps: Sequence[tuple[int, str]]) -> None:
+        if self._forks(maps):
+            self._copy_forked(cachedir, maps)
+        else:
+            self._copy_threaded(cachedir, maps)
+
+    # -- worker processes -------------------------------------------------------------------
+    def plan(self, cachedir: str, maps: Sequence[tuple[int, str]],
+             nprocs: int) -> list[list[tuple[int, str, int, int]]]:
+        """Each worker's share: ``[(rank, filemap name, part, parts)]``.
+
+        With at least as many filemaps as workers, whole filemaps are dealt out, biggest
+        (most files) first, each to the least loaded worker, so a worker writes its ranks'
+        directories alone. With fewer, every worker takes part ``i`` of ``nprocs`` of every
+        filemap (see :func:`share_of`).
+        """
+        if len(maps) < nprocs:
+            return [[(rank, name, i, nprocs) for rank, name in maps] for i in range(nprocs)]
+        weighted = []
+        for order, (rank, name) in enumerate(maps):
+            try:
+                weight = os.path.getsize(os.path.join(cachedir, ".scr", name))
+            except OSError:
+                weight = 0
+            weighted.append((-weight, order, rank, name))
+        weighted.sort()
+        loads = [0] * nprocs
+        shares: list[list[tuple[int, int, str]]] = [[] for _ in range(nprocs)]
+        for neg, order, rank, name in weighted:
+            i = loads.index(min(loads))
+            loads[i] -= neg
+            shares[i].append((order, rank, name))
+        return [[(rank, name, 0, 1) for _, rank, name in sorted(sh)] for sh in shares]
+
+    def _copy_forked(self, cachedir: str, maps: Sequence[tuple[int, str]]) -> None:
+        """Copy in ``procs`` forked worker processes, each its share in one thread.
+
+        Threads in one process serialise on the GIL, and the interpreter's work per file
+        (and CRC32 with zlib's) is most of the time; processes run it on every CPU. A
+        filemap is copied before any of its files, so the batch node knows what to expect
+        of every rank that has data in the prefix: by the worker that holds the whole
+        filemap, or here before forking when filemaps are split; each worker reads the
+        filemaps of its share itself. Workers send their JSON lines, stderr lines,
+        progress and final counts over a pipe in frames (:data:`_HDR`); this process writes
+        them out in arrival order.
+        """
+        nprocs = self.procs
+        shares = self.plan(cachedir, maps, nprocs)
+        dealt = len(maps) >= nprocs  # else every worker takes a part of every filemap
+        for rank, name in maps:
+            self.ranks.append(rank)
+            if not dealt:  # before any worker copies a file of it
+                self.copy_meta_file(cachedir, name)
+        self.out.flush()
+        self.err.flush()
+        workers: dict[int, tuple[int, int]] = {}  # read fd -> (worker index, pid)
+        collected = False
+        parent = os.getpid()
+        try:
+            for i, share in enumerate(shares):
+                rfd, wfd = os.pipe()
+                _widen_pipe(wfd)
+                pid = os.fork()
+                if pid == 0:  # the worker: never returns
+                    code = 1
+                    try:
+                        self._orphan_check = not _die_with_parent(parent)
+                        os.close(rfd)
+                        for other in workers:
+                            os.close(other)
+                        self._worker_main(cachedir, share, wfd, parent)
+                        code = 0
+                    finally:
+                        os._exit(code)
+                os.close(wfd)
+                workers[rfd] = (i, pid)
+            self._collect(workers)
+            collected = True
+        finally:
+            for rfd, (_i, pid) in workers.items():
+                try:
+                    os.close(rfd)
+                except OSError:
+                    pass
+                self._reap(pid, kill=not collected)
+
+    def _reap(self, pid: int, kill: bool) -> None:
+        """Wait for a worker; ``kill``: stop it first (this process is giving up)."""
+        try:
+            if kill:
+                os.kill(pid, signal.SIGTERM)
+            _, status = os.waitpid(pid, 0)
+        except (ChildProcessError, ProcessLookupError):
+            return
+        if kill:
+            return
+        if status:
+            why = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) \
+                else f"exit code {os.WEXITSTATUS(status)}"
+            self._worker_failed(f"copy worker {pid} ended with {why}")
+
+    def _worker_failed(self, text: str) -> None:
+        if self.status != "error":
+            self.status = "error"
+            self.error = text
+        self.complain(text)
+
+    def _collect(self, workers: dict[int, tuple[int, int]]) -> None:
+        """Read every worker's frames until all pipes are closed."""
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        bufs: dict[int, bytearray] = {}
+        progress: dict[int, tuple[int, ...]] = {}
+        finished: set[int] = set()
+        for rfd in workers:
+            sel.register(rfd, selectors.EVENT_READ)
+            bufs[rfd] = bytearray()
+        done = threading.Event()
+        ticker = None
+        if self.progress:
+            ticker = threading.Thread(target=self._progress_loop,
+                                      args=(done, self._t0), daemon=True)
+            ticker.start()
+        try:
+            while sel.get_map():
+                for key, _ in sel.select():
+                    rfd = key.fd
+                    data = os.read(rfd, 1 << 20)
+                    if not data:
+                        sel.unregister(rfd)
+                        continue
+                    buf = bufs[rfd]
+                    buf += data
+                    pos, end = 0, len(buf)
+                    while end - pos >= _HDR.size:
+                        size, kind = _HDR.unpack_from(buf, pos)
+                        if end - pos - _HDR.size < size:
+                            break
+                        start = pos + _HDR.size
+                        payload = bytes(buf[start:start + size])
+                        pos = start + size
+                        if kind == 0x4F:  # "O": JSON lines for stdout
+                            text = payload.decode("utf-8", "surrogateescape")
+                            with self._out_lock:
+                                self.out.write(text)
+                        elif kind == 0x45:  # "E": lines for stderr
+                            with self._out_lock:
+                                self.err.write(payload.decode("utf-8", "surrogateescape"))
+                                self.err.flush()
+                        elif kind == 0x50:  # "P": progress counters
+                            progress[rfd] = _PROGRESS.unpack(payload)
+                            self._sum_progress(progress)
+                        elif kind == 0x53:  # "S": the worker's final counts
+                            rec = json.loads(payload)
+                            progress[rfd] = tuple(rec["progress"])
+                            self._sum_progress(progress)
+                            self._merge(rec)
+                            finished.add(rfd)
+                    del buf[:pos]
+        finally:
+            sel.close()
+            done.set()
+            if ticker is not None:
+                ticker.join()
+                self.err.write("\n")
+        for rfd, (i, pid) in workers.items():
+            if rfd not in finished:
+                self._worker_failed(f"copy worker {i} (pid {pid}) ended without reporting "
+                                    "its counts; its files may be missing")
+
+    def _sum_progress(self, progress: dict[int, tuple[int, ...]]) -> None:
+        s = self.stats
+        totals = [sum(p[k] for p in progress.values()) for k in range(5)]
+        with s.lock:
+            s.files_total, s.bytes_total, s.files_done, s.bytes_done, s.bytes_copied = totals
+
+    def _merge(self, rec: dict[str, Any]) -> None:
+        s = self.stats
+        with s.lock:
+            for key in ("copied", "present", "failed"):
+                setattr(s, key, getattr(s, key) + rec[key])
+            s.failures.extend(rec["failures"])
+        if rec["status"] == "error" and self.status != "error":
+            self.status, self.error = "error", rec["error"]
+
+    def _worker_main(self, cachedir: str, share: Sequence[tuple[int, str, int, int]],
+                     wfd: int, parent: int) -> None:
+        """In a forked worker: copy the files of ``share``, reporting through ``wfd``."""
+        self.stats = Stats()
+        self._out_lock = threading.Lock()
+        self._dirs_lock = threading.Lock()
+        if _O_PATH and os.open in os.supports_dir_fd and os.rename in os.supports_dir_fd:
+            self._dirfds = {}
+        self._local = threading.local()
+        self.progress = False
+        out = _FrameWriter(wfd, 0x4F, 64 * 1024, self)
+        self.out = out  # type: ignore[assignment]
+        self.err = _FrameWriter(wfd, 0x45, 0, None)  # type: ignore[assignment]
+        status, error = "ok", None
+        for rank, name, part, parts in share:
+            if parts == 1:  # a whole filemap: copied here, before its files
+                self.copy_meta_file(cachedir, name)
+            try:
+                entries = scan_filemap_values(os.path.join(cachedir, ".scr", name),
+                                              TASK_ORDER)
+            except Exception as exc:
+                status, error = "error", f"cannot read {name}: {exc}"
+                if part == 0:  # every worker reading this filemap fails alike: tell once
+                    self.complain(error)
+                continue
+            if parts > 1:  # tasks only for this worker's part (sizes as _task reads them)
+                sizes = [(raw_int({b"": meta[2]}, b"") or 0) if meta is not None else 0
+                         for _, meta in entries]  # meta[2]: SIZE (TASK_ORDER)
+                entries = [entries[i] for i in share_indexes(sizes, part, parts)]
+            tasks = [self._task(rank, src, meta) for src, meta in entries]
+            s = self.stats
+            s.files_total += len(tasks)
+            s.bytes_total += sum(t.size for t in tasks)
+            out.send_progress()
+            for task in tasks:
+                if self._orphan_check and os.getppid() != parent:  # the agent was killed
+                    os._exit(1)
+                self.copy_one(task)
+        out.flush()
+        s = self.stats
+        _send(wfd, 0x53, json.dumps({
+            "progress": [s.files_total, s.bytes_total, s.files_done, s.bytes_done,
+                         s.bytes_copied],
+            "copied": s.copied, "present": s.present, "failed": s.failed,
+            "failures": s.failures, "status": status, "error": error}).encode())
+        os.close(wfd)
+
+    # -- threads in this process ------------------------------------------------------------
+    def _copy_threaded(self, cachedir: str, maps: Sequence[tuple[int, str]]) -> None:
         """Read the filemaps in this thread; copy in workers as soon as each one is read.
 
         Small files go to ``threads`` workers (their system calls overlap); large ones to
         one worker that streams them through the read/CRC/write pipeline.
         """
+        import queue
+
         small: queue.Queue = queue.Queue()
         large: queue.Queue = queue.Queue()
 
@@ -966,6 +1547,101 @@ class CopyAgent:
         return rc
 
 
+# --------------------------------------------------------------------------- workers
+
+
+def share_of(tasks: Sequence[FileTask], part: int, parts: int) -> list[FileTask]:
+    """Part ``part`` of ``parts`` of a filemap's files: consecutive runs of about equal cost
+    (size + :data:`FILE_COST` per file), so files of one directory stay mostly together.
+    Every worker computes the same split from the same filemap."""
+    return [tasks[i] for i in share_indexes([t.size for t in tasks], part, parts)]
+
+
+def share_indexes(sizes: Sequence[int], part: int, parts: int) -> list[int]:
+    """The indexes :func:`share_of` takes, from the files' sizes."""
+    total = sum(sizes) + FILE_COST * len(sizes)
+    out = []
+    acc = 0
+    for i, size in enumerate(sizes):
+        cost = size + FILE_COST
+        # the part holding the middle of this file's cost
+        if min(parts - 1, (2 * acc + cost) * parts // (2 * total)) == part:
+            out.append(i)
+        acc += cost
+    return out
+
+
+def _die_with_parent(parent: int) -> bool:
+    """In a worker: be killed when the agent dies (Linux ``PR_SET_PDEATHSIG``), as a
+    killed agent (a timeout, ^C) must not leave copies running behind it. False where
+    that is not available: the worker then checks its parent before every file."""
+    armed = False
+    try:
+        import ctypes
+
+        armed = ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL) == 0
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the agent died before prctl
+        os._exit(1)
+    return armed
+
+
+def _widen_pipe(fd: int) -> None:
+    """Make a worker's pipe hold 1 MiB (Linux ``F_SETPIPE_SZ``; 64 KiB by default), so a
+    worker seldom waits for the agent to be scheduled on a busy machine."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (ImportError, OSError):
+        pass  # not Linux, or above /proc/sys/fs/pipe-max-size: the default size works
+
+
+def _send(fd: int, kind: int, payload: bytes) -> None:
+    view = memoryview(_HDR.pack(len(payload), kind) + payload)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class _FrameWriter:
+    """A worker's stdout or stderr: text sent to the agent process as frames.
+
+    Stdout text is sent when ``limit`` characters have gathered (with the progress
+    counters first); stderr (``limit`` 0) at every flush.
+    """
+
+    def __init__(self, fd: int, kind: int, limit: int, agent: CopyAgent | None) -> None:
+        self.fd, self.kind, self.limit, self.agent = fd, kind, limit, agent
+        self.parts: list[str] = []
+        self.size = 0
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        self.size += len(text)
+        if self.limit and self.size >= self.limit:
+            self.flush()
+        return len(text)
+
+    def send_progress(self) -> None:
+        if self.agent is not None:
+            s = self.agent.stats
+            _send(self.fd, 0x50, _PROGRESS.pack(s.files_total, s.bytes_total, s.files_done,
+                                                s.bytes_done, s.bytes_copied))
+
+    def flush(self) -> None:
+        if not self.parts:
+            return
+        text = "".join(self.parts)
+        self.parts.clear()
+        self.size = 0
+        self.send_progress()
+        _send(self.fd, self.kind, text.encode("utf-8", "surrogateescape"))
+
+    def isatty(self) -> bool:
+        return False
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -976,12 +1652,13 @@ def control_dir_for(prefix: str, jobid: str, user: str | None) -> str:
     return Params(prefix=prefix).control_dir(user=user, jobid=jobid)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
     p = _Parser(prog="python -m scr_core.copy_agent",
                 description="Copy one cached SCR dataset from this node to the prefix "
                             "(SCR's scr_copy).",
@@ -1006,8 +1683,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", choices=("auto", "on", "off"), default="auto",
                    help="read/CRC/write of a large file in three threads (auto: with 4 or "
                         "more CPUs)")
+    p.add_argument("--procs", type=int, default=0,
+                   help="worker processes, each copying a share of the files (default: one "
+                        f"per usable CPU, at most {MAX_AUTO_PROCS}; 1: copy in this process)")
     p.add_argument("--threads", type=int, default=0,
-                   help="threads for small files (default: CPUs + 1, at most 4)")
+                   help="with --procs 1: threads for small files (default: CPUs + 1, at "
+                        "most 4)")
     shown = p.add_mutually_exclusive_group()
     shown.add_argument("--progress", action="store_true", default=None,
                        help="show progress on stderr even when it is not a terminal")
@@ -1018,28 +1699,99 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_VALUE_OPTS = {"-i": "id", "--id": "id", "-c": "cntldir", "--cntldir": "cntldir",
+               "--jobid": "jobid", "--user": "user", "-d": "prefix", "--prefix": "prefix",
+               "-b": "buf", "--buf": "buf", "--sync": "sync", "--pipeline": "pipeline",
+               "--procs": "procs", "--threads": "threads"}
+_FLAG_OPTS = {"-r": ("crc", True), "--crc": ("crc", True), "--no-crc": ("crc", False),
+              "--progress": ("progress", True), "-q": ("progress", False),
+              "--quiet": ("progress", False)}
+_CHOICES = {"sync": ("fs", "file", "none"), "pipeline": ("auto", "on", "off")}
+
+
+def fast_args(argv: Sequence[str]) -> Any:
+    """The command line as :func:`build_parser` reads it, for the plain forms scavenge
+    and scripts use, without importing argparse (~10 ms of the agent's start-up); None
+    for anything else (abbreviations, ``--help``, errors), which argparse then handles."""
+    from types import SimpleNamespace
+
+    ns: dict[str, Any] = dict(id=None, cntldir=None, jobid=None, user=None, prefix=None,
+                              buf=str(DEFAULT_BUF), crc=True, sync="fs", pipeline="auto",
+                              procs=0, threads=0, progress=None, down=[])
+    seen: set[str] = set()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if not arg.startswith("-"):
+            ns["down"].append(arg)
+            continue
+        name, eq, value = arg.partition("=")
+        if name in _FLAG_OPTS and not eq:
+            key, flag = _FLAG_OPTS[name]
+            if key in seen and ns[key] != flag:  # mutually exclusive pair: argparse says
+                return None
+            seen.add(key)
+            ns[key] = flag
+            continue
+        key = _VALUE_OPTS.get(name)
+        if key is None:
+            return None
+        if not eq:
+            if i >= len(argv):
+                return None
+            value = argv[i]
+            i += 1
+        if key in ("id", "procs", "threads"):
+            try:
+                ns[key] = int(value)
+            except ValueError:
+                return None
+        elif key in _CHOICES and value not in _CHOICES[key]:
+            return None
+        else:
+            ns[key] = value
+    if ns["id"] is None or ns["prefix"] is None or \
+            (ns["cntldir"] is None) == (ns["jobid"] is None):
+        return None
+    return SimpleNamespace(**ns)
+
+
 def main(argv: Optional[Sequence[str]] = None,
          out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> int:
-    p = build_parser()
-    args = p.parse_args(argv)
+    args = fast_args(sys.argv[1:] if argv is None else list(argv))
+    if args is None:
+        args = build_parser().parse_args(argv)
+
+    class _Errors:  # argparse's usage errors, its parser built only when needed
+        @staticmethod
+        def error(message: str) -> None:
+            build_parser().error(message)
+
+    p = _Errors
     err = err or sys.stderr
     if args.id <= 0:
         p.error("--id must be a positive dataset id")
-    from .errors import UsageError
-    from .hostlist import expand
-    from .units import parse_bytes
+    down: list[str] = []
+    if args.buf.isdigit() and not args.down:  # the scavenge's form: no parser imports
+        bufsize = int(args.buf)
+    else:
+        from .errors import UsageError
+        from .hostlist import expand
+        from .units import parse_bytes
 
-    try:
-        bufsize = parse_bytes(args.buf)
-        down: list[str] = []
-        for text in args.down:
-            down += expand(text)
-    except UsageError as exc:
-        p.error(str(exc))
+        try:
+            bufsize = parse_bytes(args.buf)
+            for text in args.down:
+                down += expand(text)
+        except UsageError as exc:
+            p.error(str(exc))
     if bufsize < 1:
         p.error("--buf must be at least 1 byte")
     if args.threads < 0:
         p.error("--threads must not be negative")
+    if args.procs < 0:
+        p.error("--procs must not be negative")
     prefix = os.path.abspath(args.prefix)
     node = _node_name()
     if node in down or node.split(".")[0] in down:
@@ -1059,7 +1811,8 @@ def main(argv: Optional[Sequence[str]] = None,
         progress = err.isatty()
     agent = CopyAgent(args.id, cntldir, prefix, bufsize=bufsize, crc=args.crc,
                       sync=args.sync, threads=args.threads, out=out, err=err,
-                      progress=progress, node=node, pipeline=args.pipeline)
+                      progress=progress, node=node, pipeline=args.pipeline,
+                      procs=args.procs)
     return agent.run()
 
 

@@ -762,7 +762,7 @@ def write(path: str | os.PathLike[str], tree: KVTree, crc: bool = True) -> None:
         import secrets  # (hashlib, hmac: not on the read path)
 
         for _ in range(100):
-            tmp = os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+            tmp = os.path.join(directory, f".{base}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
             try:
                 fd = os.open(tmp, flags, 0o666)  # the kernel applies the umask, as for C
                 break
