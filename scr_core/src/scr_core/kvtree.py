@@ -759,8 +759,6 @@ def write(path: str | os.PathLike[str], tree: KVTree, crc: bool = True) -> None:
     tmp = ""
     fd = -1
     try:
-        import secrets  # (hashlib, hmac: not on the read path)
-
         for _ in range(100):
             tmp = os.path.join(directory, f".{base}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
             try:
