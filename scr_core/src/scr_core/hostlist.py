@@ -111,7 +111,13 @@ def _validate_names(names: Sequence[str], joined: str) -> None:
     if not names:
         return
     bad = _BAD_NAME_CHAR_RE.search(joined) if joined else None
-    if bad is not None or "" in names or joined.startswith("-") or "\n-" in joined:
+    if (
+        bad is not None
+        or "" in names
+        or joined.startswith("-")
+        or "\n-" in joined
+        or joined.count("\n") != len(names) - 1  # a name holding a newline
+    ):
         for name in names:  # slow path only to name the culprit
             validate_node_name(name)
 
@@ -356,13 +362,26 @@ def join(names: Iterable[str], sep: str = ",") -> str:
 # --------------------------------------------------------------------------- folding
 
 
-def _runs(values: list[int]) -> list[tuple[int, int]]:
-    """Split sorted distinct ints into maximal (low, high) runs of consecutive values."""
-    if values[-1] - values[0] == len(values) - 1:  # the common case: one block
-        return [(values[0], values[-1])]
-    starts = [0, *(i for i in range(1, len(values)) if values[i] != values[i - 1] + 1)]
-    ends = [*(i - 1 for i in starts[1:]), len(values) - 1]
-    return [(values[s], values[e]) for s, e in zip(starts, ends)]
+def _runs(values: list[int]) -> tuple[list[int], list[int]]:
+    """Maximal runs of consecutive values of ``values`` (any order, repeats allowed).
+
+    Returns parallel sorted lists of lows and highs. Run detection is done by
+    C-level ``map``s: ``v[i] - i`` is constant along a run and non-decreasing
+    exactly when the values are strictly increasing, so sorted input is
+    recognised without sorting, and run starts are where ``v[i] - i`` changes.
+    """
+    n = len(values)
+    keys = list(map(sub, values, range(n)))
+    if keys != sorted(keys):  # not strictly increasing: sort and drop repeats
+        values = sorted(set(values))
+        n = len(values)
+        keys = list(map(sub, values, range(n)))
+    if keys[0] == keys[-1]:  # the common case: one block
+        return [values[0]], [values[-1]]
+    starts = [0, *_select(range(1, n), map(ne, keys, islice(keys, 1, None)))]
+    ends = list(map((-1).__add__, islice(starts, 1, None)))
+    ends.append(n - 1)
+    return list(map(values.__getitem__, starts)), list(map(values.__getitem__, ends))
 
 
 def _fmt_range(lo: int, hi: int, width: int) -> str:
@@ -371,30 +390,37 @@ def _fmt_range(lo: int, hi: int, width: int) -> str:
     return f"{lo:0{width}d}-{hi:0{width}d}"
 
 
-def _fold_digits(ds: list[str]) -> str:
+def _fold_digits(ds: list[str], lines: str | None = None) -> str:
     """Fold distinct digit strings into ``"7"`` or ``"[1-3,5,08-10]"``, keeping padding.
 
     A range ``lo-hi`` expands with the width of ``lo``; a string belongs to a
-    range only if it is exactly that formatting of its value.
+    range only if it is exactly that formatting of its value. ``lines`` is
+    ``"\\n".join(ds)`` if the caller has it.
     """
     if len(ds) == 1:
         return ds[0]
-    lengths = set(map(len, ds))
+    if lines is None:
+        lines = "\n".join(ds)
     parts: list[str]
-    # In the two fast cases a value has one spelling, so duplicates go with
-    # set(); a set of ints iterates nearly sorted, which keeps the sort cheap.
-    if len(lengths) == 1:
-        # All the same length: every string is its value padded to that width.
-        width = lengths.pop()
-        parts = [_fmt_range(lo, hi, width) for lo, hi in _runs(sorted(set(map(int, ds))))]
-    elif not any(d[0] == "0" and len(d) > 1 for d in ds):
+    if _PADDED_LINE_RE.search("\n" + lines) is None:
         # No padding anywhere: plain decimal numbers.
-        parts = [_fmt_range(lo, hi, 1) for lo, hi in _runs(sorted(set(map(int, ds))))]
+        parts = _fmt_runs(*_runs(list(map(int, ds))), 1)
     else:
-        parts = _fold_mixed(list(set(ds)))
+        lengths = set(map(len, ds))
+        if len(lengths) == 1:
+            # All the same length: every string is its value padded to that width.
+            parts = _fmt_runs(*_runs(list(map(int, ds))), lengths.pop())
+        else:
+            parts = _fold_mixed(list(set(ds)))
     if len(parts) == 1 and "-" not in parts[0]:
         return parts[0]
     return "[" + ",".join(parts) + "]"
+
+
+def _fmt_runs(los: list[int], his: list[int], width: int) -> list[str]:
+    if width <= 1:
+        return [f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in zip(los, his)]
+    return [_fmt_range(lo, hi, width) for lo, hi in zip(los, his)]
 
 
 def _fold_mixed(ds: list[str]) -> list[str]:
@@ -440,40 +466,97 @@ def _fold_mixed(ds: list[str]) -> list[str]:
 
 
 _NATURAL_SPLIT = re.compile(r"(\d+)")
-# One name per line: (everything up to the last digit run)(the run)(the rest).
-_LAST_DIGITS_RE = re.compile(r"^([^\n]*[^\d\n]|)(\d+)([^\d\n]*)$", re.MULTILINE)
+# One name: (everything up to the last digit run)(the run)(the rest).
+_LAST_DIGITS_RE = re.compile(r"^([^\n]*[^0-9\n]|)([0-9]+)([^0-9\n]*)$", re.MULTILINE)
+# A block of consecutive lines (each ending in "\n") sharing what surrounds their last digit run.
+_BLOCK_RE = re.compile(r"^((?:[^\n]*[^0-9\n])?)([0-9]+)([^0-9\n]*)\n(?:\1[0-9]+\3\n)*", re.MULTILINE)
+# (Plain character classes and literal prefixes: the regex engine scans those
+# fast; alternations and MULTILINE anchors cost 10x more per character.)
+_NON_DIGIT_RE = re.compile(r"[^0-9\n]")
+_PADDED_LINE_RE = re.compile(r"\n0[0-9]")  # on "\n" + lines: a zero-padded line
+
+
+class _Digits(list):
+    """Digit strings (a list) that may carry their ``"\\n".join`` as ``lines``."""
+
+    def __init__(self, items: list[str], lines: str | None = None) -> None:
+        super().__init__(items)
+        self.lines = lines
 
 
 def _first_level(names: list[str], joined: str) -> dict[tuple[str, str], list[str]] | None:
-    """Group names by what surrounds their last digit run, with regexes run in C.
+    """Group names by what surrounds their last digit run: {(stem, suffix): [digits]}.
 
-    Returns None if some name has no digits (the caller's loop handles that).
-    Twice as fast as a Python loop over the names; when all names share one
-    prefix and suffix (``n1..nN``, the usual case) the grouping is one call.
+    Returns None if some name has no digits or is not a valid node name (the
+    caller's general path validates and handles those). Valid names are
+    checked here through their stems and suffixes (the rest is digits).
+    When all names share one stem and suffix (``n1..nN``, the usual case), the
+    digits are cut out by two ``str.replace`` and one ``split``; otherwise one
+    regex pass finds blocks of consecutive names sharing a stem, so the
+    Python-level work is per block (a rack), not per name.
     """
+    n = len(names)
     first = _LAST_DIGITS_RE.fullmatch(names[0])
     last = _LAST_DIGITS_RE.fullmatch(names[-1])
-    if first and last and (first[1], first[3]) == (last[1], last[3]):
-        stem, suffix = first[1], first[3]
-        one = re.compile(f"^{re.escape(stem)}(\\d+){re.escape(suffix)}$", re.MULTILINE)
-        digits = one.findall(joined)
-        if len(digits) == len(names):
-            return {(stem, suffix): digits}
-    triples = _LAST_DIGITS_RE.findall(joined)
-    if len(triples) != len(names):
+    if first is None or last is None:
         return None
+    stem, suffix = first[1], first[3]
+    if (stem, suffix) == (last[1], last[3]):
+        text = "\n" + joined + "\n"
+        if stem:
+            if text.count("\n" + stem) != n:
+                text = ""
+            else:
+                text = text.replace("\n" + stem, "\n")
+        if suffix and text:
+            if text.count(suffix + "\n") != n:
+                text = ""
+            else:
+                text = text.replace(suffix + "\n", "\n")
+        body = text[1:-1]
+        if (
+            text
+            and "\n\n" not in text  # an empty line: a name that was only stem + suffix
+            and _NON_DIGIT_RE.search(body) is None
+        ):
+            if not _key_valid(stem, suffix):
+                return None
+            return {(stem, suffix): _Digits(body.split("\n"), body)}
     groups: dict[tuple[str, str], list[str]] = {}
-    for stem, digits, suffix in triples:
+    text = joined + "\n"
+    pos = 0
+    for m in _BLOCK_RE.finditer(text):
+        if m.start() != pos:
+            return None
+        block = "\n" + text[pos : m.end()]
+        pos = m.end()
+        stem, suffix = m[1], m[3]
+        if stem:
+            block = block.replace("\n" + stem, "\n")
+        if suffix:
+            block = block.replace(suffix + "\n", "\n")
+        digits = block[1:-1].split("\n")
         found = groups.get((stem, suffix))
         if found is None:
-            groups[stem, suffix] = [digits]
+            if not _key_valid(stem, suffix):
+                return None
+            groups[stem, suffix] = digits
         else:
-            found.append(digits)
+            found.extend(digits)
+    if pos != len(text) or sum(map(len, groups.values())) != n:
+        return None  # a name with a newline, or no digits
     return groups
 
 
+def _key_valid(stem: str, suffix: str) -> bool:
+    return _NAME_RE.fullmatch(stem + "0" + suffix) is not None
+
+
 def _fold_groups(groups: dict[tuple[str, str], list[str]]) -> list[tuple[str, str]]:
-    return [(stem, _fold_digits(ds) + rest) for (stem, rest), ds in groups.items()]
+    return [
+        (stem, _fold_digits(ds, getattr(ds, "lines", None)) + rest)
+        for (stem, rest), ds in groups.items()
+    ]
 
 
 def _natural_key(text: str) -> list:
@@ -501,15 +584,15 @@ def fold(names: str | Iterable[str], multidim: bool = False) -> str:
     # Duplicates are not removed here (that costs a hash of every name); they
     # collapse in _fold_digits and in the final set of `done`.
     joined = "\n".join(names)
-    _validate_names(names, joined)
     done: list[str] = []
     # Items are (head, tail): head still to fold, tail already folded.
     items: list[tuple[str, str]]
-    groups = _first_level(names, joined)
+    groups = _first_level(names, joined)  # checks the names it groups
     if groups is not None:
         items = _fold_groups(groups)
         more = multidim
     else:
+        _validate_names(names, joined)
         items = [(n, "") for n in names]
         more = True
     while more and items:
@@ -529,7 +612,19 @@ def fold(names: str | Iterable[str], multidim: bool = False) -> str:
         items = _fold_groups(groups)
         more = multidim
     done.extend(head + tail for head, tail in items)
-    return ",".join(sorted(set(done), key=_natural_key))
+    return _join_sorted(done)
+
+
+def _sort_key(item: str) -> tuple[list, str]:
+    # Natural order of the head of the item (a folded item can be megabytes of
+    # ranges: splitting all of it would cost more than the fold), then the item.
+    return _natural_key(item[:256]), item
+
+
+def _join_sorted(done: list[str]) -> str:
+    if len(done) == 1:
+        return done[0]
+    return ",".join(sorted(set(done), key=_sort_key))
 
 
 #: SCR's name for :func:`fold`.
