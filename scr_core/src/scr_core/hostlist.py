@@ -39,7 +39,7 @@ import string
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from itertools import compress as _select
-from itertools import islice
+from itertools import islice, repeat
 from operator import gt, lt, ne, sub
 
 from scr_core.errors import UsageError
@@ -469,7 +469,9 @@ _NATURAL_SPLIT = re.compile(r"(\d+)")
 # One name: (everything up to the last digit run)(the run)(the rest).
 _LAST_DIGITS_RE = re.compile(r"^([^\n]*[^0-9\n]|)([0-9]+)([^0-9\n]*)$", re.MULTILINE)
 # A block of consecutive lines (each ending in "\n") sharing what surrounds their last digit run.
-_BLOCK_RE = re.compile(r"^((?:[^\n]*[^0-9\n])?)([0-9]+)([^0-9\n]*)\n(?:\1[0-9]+\3\n)*", re.MULTILINE)
+_BLOCK_RE = re.compile(
+    r"^((?:[^\n]*[^0-9\n])?)([0-9]+)([^0-9\n]*)\n(?:\1[0-9]+\3\n)*", re.MULTILINE
+)
 # (Plain character classes and literal prefixes: the regex engine scans those
 # fast; alternations and MULTILINE anchors cost 10x more per character.)
 _NON_DIGIT_RE = re.compile(r"[^0-9\n]")
@@ -522,7 +524,7 @@ def _first_level(names: list[str], joined: str) -> dict[tuple[str, str], list[st
             if not _key_valid(stem, suffix):
                 return None
             return {(stem, suffix): _Digits(body.split("\n"), body)}
-    groups: dict[tuple[str, str], list[str]] = {}
+    groups: dict[tuple[str, str], _Digits] = {}
     text = joined + "\n"
     pos = 0
     for m in _BLOCK_RE.finditer(text):
@@ -535,14 +537,15 @@ def _first_level(names: list[str], joined: str) -> dict[tuple[str, str], list[st
             block = block.replace("\n" + stem, "\n")
         if suffix:
             block = block.replace(suffix + "\n", "\n")
-        digits = block[1:-1].split("\n")
+        lines = block[1:-1]
         found = groups.get((stem, suffix))
         if found is None:
             if not _key_valid(stem, suffix):
                 return None
-            groups[stem, suffix] = digits
+            groups[stem, suffix] = _Digits(lines.split("\n"), lines)
         else:
-            found.extend(digits)
+            found.extend(lines.split("\n"))
+            found.lines = None
     if pos != len(text) or sum(map(len, groups.values())) != n:
         return None  # a name with a newline, or no digits
     return groups
@@ -629,3 +632,321 @@ def _join_sorted(done: list[str]) -> str:
 
 #: SCR's name for :func:`fold`.
 compress = fold
+
+
+# --------------------------------------------------------------------------- range algebra
+#
+# A range set holds a set of names as {(stem, suffix): {cls: (los, his)}}:
+# the names stem + digits + suffix, where digits is the last digit run of the
+# name (as fold groups them), stem is empty or ends in a non-digit and suffix
+# has no digits. ``cls`` says how a value v is spelt: 0 is plain decimal
+# (str(v)); w > 1 is zero-padded to w digits, for values below 10**(w-1) only
+# (n[08-10] is n08 n09 of class 2 and n10 of class 0, the same name as an
+# unpadded n10), so that one name has exactly one (key, cls, value).
+# ``los``/``his`` are the sorted lows and highs of disjoint, non-adjacent runs.
+# A name without digits is (name, "") with class -1 and the range 0-0.
+# Set operations walk these ranges (bisect into the longer list, C-level
+# slices and maps), never the names; the result is formatted as fold does.
+
+_Ranges = tuple[list[int], list[int]]
+_RangeSet = dict[tuple[str, str], dict[int, _Ranges]]
+
+
+def _normal(los: list[int], his: list[int]) -> _Ranges:
+    """Sorted, disjoint, non-adjacent runs covering the given ranges (each lo <= hi)."""
+    if len(los) <= 1 or all(map(lt, map((1).__add__, his), islice(los, 1, None))):
+        return los, his
+    out_l: list[int] = []
+    out_h: list[int] = []
+    for lo, hi in sorted(zip(los, his)):
+        if out_h and lo <= out_h[-1] + 1:
+            if hi > out_h[-1]:
+                out_h[-1] = hi
+        else:
+            out_l.append(lo)
+            out_h.append(hi)
+    return out_l, out_h
+
+
+def _add(
+    acc: dict[tuple[str, str], dict[int, list[list[int]]]],
+    key: tuple[str, str],
+    cls: int,
+    los: list[int],
+    his: list[int],
+) -> None:
+    classes = acc.get(key)
+    if classes is None:
+        classes = acc[key] = {}
+    got = classes.get(cls)
+    if got is None:
+        classes[cls] = [list(los), list(his)]
+    else:
+        got[0].extend(los)
+        got[1].extend(his)
+
+
+def _finish(acc: dict[tuple[str, str], dict[int, list[list[int]]]]) -> _RangeSet:
+    return {
+        key: {cls: _normal(lh[0], lh[1]) for cls, lh in classes.items()}
+        for key, classes in acc.items()
+    }
+
+
+def _split_padded(los: list[int], his: list[int], widths: list[int]) -> dict[int, _Ranges]:
+    """Ranges (lo, hi, width) by class: padded values below 10**(width-1), the rest plain."""
+    if not los:
+        return {}
+    w = widths[0]
+    if w == 1 and widths.count(1) == len(widths):
+        return {0: (los, his)}
+    if widths.count(w) == len(widths) and los == sorted(los):
+        bound = 10 ** (w - 1)
+        k = bisect_left(los, bound)
+        if k == 0:
+            return {0: (los, his)}
+        p_l, p_h = los[:k], his[:k]
+        n_l, n_h = los[k:], his[k:]
+        if p_h[-1] >= bound:  # the last padded range runs past the bound
+            n_l.insert(0, bound)
+            n_h.insert(0, p_h[-1])
+            p_h[-1] = bound - 1
+        return {w: (p_l, p_h), 0: (n_l, n_h)}
+    out: dict[int, tuple[list[int], list[int]]] = {}
+    for lo, hi, w in zip(los, his, widths):
+        bound = 10 ** (w - 1) if w > 1 else 0
+        if lo < bound:
+            pl, ph = out.setdefault(w, ([], []))
+            pl.append(lo)
+            ph.append(min(hi, bound - 1))
+            if hi >= bound:
+                nl, nh = out.setdefault(0, ([], []))
+                nl.append(bound)
+                nh.append(hi)
+        else:
+            nl, nh = out.setdefault(0, ([], []))
+            nl.append(lo)
+            nh.append(hi)
+    return out
+
+
+def _digit_classes(ds: list[str], lines: str | None) -> dict[int, _Ranges]:
+    """The runs of digit strings ``ds`` by class (see the range algebra above)."""
+    if lines is None:
+        lines = "\n".join(ds)
+    if _PADDED_LINE_RE.search("\n" + lines) is None:
+        return {0: _runs(list(map(int, ds)))}
+    by_cls: dict[int, list[int]] = {}
+    for d in ds:
+        cls = len(d) if d[0] == "0" and len(d) > 1 else 0
+        v = int(d)
+        found = by_cls.get(cls)
+        if found is None:
+            by_cls[cls] = [v]
+        else:
+            found.append(v)
+    return {cls: _runs(vals) for cls, vals in by_cls.items()}
+
+
+def _rangeset_of_names(names: list[str]) -> _RangeSet:
+    if not names:
+        return {}
+    joined = "\n".join(names)
+    groups: dict[tuple[str, str], list[str]] | None = _first_level(names, joined)
+    plain: list[str] = []
+    if groups is None:
+        _validate_names(names, joined)
+        groups = {}
+        for name in names:
+            m = _LAST_DIGITS_RE.fullmatch(name)
+            if m is None:
+                plain.append(name)
+            else:
+                groups.setdefault((m[1], m[3]), []).append(m[2])
+    out: _RangeSet = {
+        key: _digit_classes(ds, getattr(ds, "lines", None)) for key, ds in groups.items()
+    }
+    for name in plain:
+        out.setdefault((name, ""), {})[-1] = ([0], [0])
+    return out
+
+
+def _rangeset_of_text(text: str) -> _RangeSet:
+    norm = _normalise(text)
+    if norm == "":
+        return {}
+    items = _parse(norm, text)
+    if "[" not in norm:
+        return _rangeset_of_names(items)
+    _checked_size(text, items)  # the same limit as expand, though nothing is expanded
+    acc: dict[tuple[str, str], dict[int, list[list[int]]]] = {}
+    loose: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            loose.append(item)
+            continue
+        before, group, suffix = item[-3], item[-2], item[-1]
+        if (
+            _NUM_RE.search(suffix)  # the last digit run is after the last bracket
+            or (before and before[-1] in _DIGITS)  # "n1[0-5]": digits run into it
+            or (not before and len(item) > 3)  # "[1-2][3-4]": so do the groups' digits
+        ):
+            loose.extend(_expand_item(item))
+            continue
+        stems = _expand_item(item[:-2]) if len(item) > 3 else [before]
+        classes = _split_padded(group.los, group.his, group.widths)
+        for stem in stems:
+            for cls, (los, his) in classes.items():
+                _add(acc, (stem, suffix), cls, los, his)
+    if loose:
+        for key, classes in _rangeset_of_names(loose).items():
+            for cls, (los, his) in classes.items():
+                _add(acc, key, cls, los, his)
+    return _finish(acc)
+
+
+def _rangeset(hosts: str | Iterable[str]) -> _RangeSet:
+    if isinstance(hosts, str):
+        return _rangeset_of_text(hosts)
+    return _rangeset_of_names(list(hosts))
+
+
+def _and(al: list[int], ah: list[int], bl: list[int], bh: list[int]) -> _Ranges:
+    """Intersection of two normal range lists, walking the shorter one."""
+    if len(al) > len(bl):
+        al, ah, bl, bh = bl, bh, al, ah
+    out_l: list[int] = []
+    out_h: list[int] = []
+    nb = len(bl)
+    for lo, hi in zip(al, ah):
+        i = bisect_left(bh, lo)  # the first b range ending at or after lo
+        if i == nb:
+            break
+        j = bisect_right(bl, hi, i)  # past the last b range starting at or before hi
+        if j <= i:
+            continue
+        b_lo = bl[i]
+        out_l.append(lo if lo > b_lo else b_lo)
+        if j - i > 1:
+            out_l.extend(bl[i + 1 : j])
+            out_h.extend(bh[i : j - 1])
+        b_hi = bh[j - 1]
+        out_h.append(hi if hi < b_hi else b_hi)
+    return out_l, out_h
+
+
+def _minus(al: list[int], ah: list[int], bl: list[int], bh: list[int]) -> _Ranges:
+    """``a`` minus ``b``: ``a`` and the complement of ``b`` (its gaps, built by C-level maps)."""
+    if not bl or not al:
+        return al, ah
+    lo, hi = al[0], ah[-1]
+    cl = [lo, *map((1).__add__, bh)]
+    ch = [*map((-1).__add__, bl), hi]
+    if ch[0] < cl[0]:
+        del cl[0], ch[0]
+    if ch and ch[-1] < cl[-1]:
+        del cl[-1], ch[-1]
+    return _and(al, ah, cl, ch)
+
+
+def _combine(a: _RangeSet, b: _RangeSet, op: str) -> _RangeSet:
+    out: _RangeSet = {}
+    if op == "or":
+        acc: dict[tuple[str, str], dict[int, list[list[int]]]] = {}
+        for rs in (a, b):
+            for key, classes in rs.items():
+                for cls, (los, his) in classes.items():
+                    _add(acc, key, cls, los, his)
+        return _finish(acc)
+    for key, ca in a.items():
+        cb = b.get(key)
+        if cb is None:
+            if op == "minus":
+                out[key] = ca
+            continue
+        classes: dict[int, _Ranges] = {}
+        for cls, (al, ah) in ca.items():
+            rb = cb.get(cls)
+            if rb is None:
+                if op == "minus":
+                    classes[cls] = (al, ah)
+                continue
+            got = _minus(al, ah, *rb) if op == "minus" else _and(al, ah, *rb)
+            if got[0]:
+                classes[cls] = got
+        if classes:
+            out[key] = classes
+    return out
+
+
+def _fmt_classes(classes: dict[int, _Ranges]) -> list[str]:
+    """The bracket parts of one (stem, suffix), as fold writes them."""
+    if len(classes) == 1:
+        ((cls, (los, his)),) = classes.items()
+        return _fmt_runs(los, his, cls)
+    # Mixed spellings: a padded run that ends at 9..9 continues into the plain
+    # run starting at 10..0 (n[098-100]); parts are ordered by value, then
+    # shortest spelling first, as fold orders them.
+    nat_l, nat_h = classes.get(0, ([], []))
+    joined_at: dict[int, int] = {}  # plain run index -> its high, taken by a padded run
+    entries: list[tuple[int, int, int]] = []  # (lo, cls, hi)
+    for cls, (los, his) in classes.items():
+        if cls <= 0:
+            continue
+        entries.extend(zip(los, repeat(cls), his))
+        bound = 10 ** (cls - 1)
+        if his[-1] == bound - 1:
+            k = bisect_left(nat_l, bound)
+            if k < len(nat_l) and nat_l[k] == bound:
+                joined_at[k] = nat_h[k]
+                entries[-1] = (entries[-1][0], cls, nat_h[k])
+    entries.extend(
+        (lo, 0, hi) for k, (lo, hi) in enumerate(zip(nat_l, nat_h)) if k not in joined_at
+    )
+    entries.sort()
+    return [_fmt_range(lo, hi, cls or 1) for lo, cls, hi in entries]
+
+
+def _format(rs: _RangeSet) -> str:
+    """The folded hostlist of a range set: what fold() gives for the same names."""
+    done: list[str] = []
+    for (stem, suffix), classes in rs.items():
+        if -1 in classes:
+            done.append(stem + suffix)
+            if len(classes) == 1:
+                continue
+            classes = {cls: r for cls, r in classes.items() if cls != -1}
+        parts = _fmt_classes(classes)
+        if len(parts) == 1 and "-" not in parts[0]:
+            done.append(stem + parts[0] + suffix)
+        else:
+            done.append(f"{stem}[{','.join(parts)}]{suffix}")
+    if not done:
+        return ""
+    return _join_sorted(done)
+
+
+def fold_difference(a: str | Iterable[str], b: str | Iterable[str]) -> str:
+    """``fold(difference(a, b))``, computed on ranges: hostlist strings are not expanded.
+
+    ``a`` and ``b`` are hostlist strings or iterables of names. The result is
+    the folded hostlist of the names of ``a`` not in ``b`` (sorted, each once),
+    the same string :func:`fold` gives for them.
+    """
+    return _format(_combine(_rangeset(a), _rangeset(b), "minus"))
+
+
+def fold_intersection(a: str | Iterable[str], b: str | Iterable[str]) -> str:
+    """``fold(intersection(a, b))``, computed on ranges (see :func:`fold_difference`)."""
+    return _format(_combine(_rangeset(a), _rangeset(b), "and"))
+
+
+def fold_union(*hostlists: str | Iterable[str]) -> str:
+    """The folded hostlist of all names of the arguments, computed on ranges.
+
+    ``fold_union(a, b) == fold(union(a, b))``; ``fold_union(a) == fold(a)``.
+    """
+    acc: _RangeSet = {}
+    for hosts in hostlists:
+        acc = _combine(acc, _rangeset(hosts), "or") if acc else _rangeset(hosts)
+    return _format(acc)
