@@ -126,8 +126,8 @@ def ours_ops(d: Data) -> dict[str, Callable[[], Any]]:
         "expand": lambda: hl.expand(d.a_str),
         "fold": lambda: hl.fold(d.names),
         "fold gappy": lambda: hl.fold(d.rest),
-        "difference": lambda: hl.fold(hl.difference(d.a_str, d.d_str)),
-        "intersection": lambda: hl.fold(hl.intersection(d.a_str, d.d_str)),
+        "difference": lambda: hl.fold_difference(d.a_str, d.d_str),
+        "intersection": lambda: hl.fold_intersection(d.a_str, d.d_str),
     }
 
 

@@ -38,9 +38,9 @@ import re
 import string
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
+from itertools import accumulate, islice, repeat
 from itertools import compress as _select
-from itertools import islice, repeat
-from operator import gt, lt, ne, sub
+from operator import add, contains, gt, lt, ne, sub
 
 from scr_core.errors import UsageError
 
@@ -130,22 +130,25 @@ def _validate_names(names: Sequence[str], joined: str) -> None:
 
 
 class _Group:
-    """The ranges of one bracket group as parallel lists (low, high, width of low)."""
+    """The ranges of one bracket group as parallel lists (low, high, width of low).
+
+    ``widths`` is None when no low bound is zero-padded (all plain numbers).
+    """
 
     __slots__ = ("his", "los", "widths")
 
-    def __init__(self, los: list[int], his: list[int], widths: list[int]) -> None:
+    def __init__(self, los: list[int], his: list[int], widths: list[int] | None) -> None:
         self.los, self.his, self.widths = los, his, widths
 
     def __iter__(self):  # (low, high, width) triples
-        return zip(self.los, self.his, self.widths)
+        return zip(self.los, self.his, self.widths or repeat(1))
 
     def size(self) -> int:
         return sum(self.his) - sum(self.los) + len(self.los)
 
 
 _BODY_RE = re.compile(r"[0-9]+(?:-[0-9]+)?(?:,[0-9]+(?:-[0-9]+)?)*")
-_SINGLE_RE = re.compile(r"(?<![0-9-])([0-9]+)(?![0-9-])")
+_PADDED_LOW_RE = re.compile(r",0[0-9]")  # on "," + body: a zero-padded low bound
 _NUM_RE = re.compile(r"[0-9]+")
 
 
@@ -161,8 +164,13 @@ def _parse_group(text: str, body: str) -> _Group:
                 raise _bad(text, f"bad range {part!r} in '[{body}]' (expected N or N-M)")
         raise _bad(text, f"bad ranges in '[{body}]' (expected N or N-M)")  # pragma: no cover
     if "-" in body:
-        strs = _NUM_RE.findall(_SINGLE_RE.sub(r"\1-\1", body))
-        los_s, his_s = strs[0::2], strs[1::2]
+        # Every number, and for each range where its low and high are in that list.
+        nums = body.replace("-", ",").split(",")
+        dashes = list(map(contains, body.split(","), repeat("-")))
+        lo_at = list(accumulate(map((1).__add__, dashes), initial=0))
+        lo_at.pop()
+        los_s = list(map(nums.__getitem__, lo_at))
+        his_s = list(map(nums.__getitem__, map(add, lo_at, dashes)))
         los, his = list(map(int, los_s)), list(map(int, his_s))
         if any(map(gt, los, his)):
             i = next(i for i, (lo, hi) in enumerate(zip(los, his)) if lo > hi)
@@ -170,7 +178,8 @@ def _parse_group(text: str, body: str) -> _Group:
     else:
         los_s = body.split(",")
         los = his = list(map(int, los_s))
-    return _Group(los, his, list(map(len, los_s)))
+    padded = _PADDED_LOW_RE.search("," + body) is not None
+    return _Group(los, his, list(map(len, los_s)) if padded else None)
 
 
 def _normalise(text: str) -> str:
@@ -420,7 +429,9 @@ def _fold_digits(ds: list[str], lines: str | None = None) -> str:
 def _fmt_runs(los: list[int], his: list[int], width: int) -> list[str]:
     if width <= 1:
         return [f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in zip(los, his)]
-    return [_fmt_range(lo, hi, width) for lo, hi in zip(los, his)]
+    one = f"%0{width}d"
+    two = f"{one}-{one}"
+    return [two % (lo, hi) if lo != hi else one % lo for lo, hi in zip(los, his)]
 
 
 def _fold_mixed(ds: list[str]) -> list[str]:
@@ -621,7 +632,7 @@ def fold(names: str | Iterable[str], multidim: bool = False) -> str:
 def _sort_key(item: str) -> tuple[list, str]:
     # Natural order of the head of the item (a folded item can be megabytes of
     # ranges: splitting all of it would cost more than the fold), then the item.
-    return _natural_key(item[:256]), item
+    return _natural_key(item[:64]), item
 
 
 def _join_sorted(done: list[str]) -> str:
@@ -693,10 +704,12 @@ def _finish(acc: dict[tuple[str, str], dict[int, list[list[int]]]]) -> _RangeSet
     }
 
 
-def _split_padded(los: list[int], his: list[int], widths: list[int]) -> dict[int, _Ranges]:
+def _split_padded(
+    los: list[int], his: list[int], widths: list[int] | None
+) -> dict[int, _Ranges]:
     """Ranges (lo, hi, width) by class: padded values below 10**(width-1), the rest plain."""
-    if not los:
-        return {}
+    if widths is None:
+        return {0: (los, his)}
     w = widths[0]
     if w == 1 and widths.count(1) == len(widths):
         return {0: (los, his)}
@@ -771,10 +784,68 @@ def _rangeset_of_names(names: list[str]) -> _RangeSet:
     return out
 
 
+# Items of at most one bracket group each: what fold and Slurm print.
+# (Only characters allowed in names and bodies: a match also validates those.)
+_FLAT_ITEM = r"[A-Za-z0-9._-]*(?:\[[0-9,-]+\][A-Za-z0-9._-]*)?"
+_FLAT_LIST_RE = re.compile(f"{_FLAT_ITEM}(?:,{_FLAT_ITEM})*")
+_FLAT_ITEM_RE = re.compile(r"([^,\[\]]*)(?:\[([^\[\]]*)\]([^,\[\]]*))?(?:,|$)")
+
+
+def _rangeset_of_flat(text: str) -> _RangeSet | None:
+    """Fast path for a list of items with one bracket group at most (``a[..]b,c``).
+
+    All bracket bodies are validated and converted at once, by C-level regexes
+    and maps over their comma-joined text. Returns None where the general
+    parser is needed (other forms, and malformed text, for its error messages).
+    """
+    if text.startswith("-") or ",-" in text or _FLAT_LIST_RE.fullmatch(text) is None:
+        return None
+    items = _FLAT_ITEM_RE.findall(text)
+    items.pop()  # the empty match at the end
+    loose: list[str] = []
+    grouped: list[tuple[str, str, str]] = []
+    for head, body, tail in items:
+        if not body:
+            if not head:  # an empty item, or "[]"
+                return None
+            loose.append(head + tail)
+        elif (head and head[-1] in _DIGITS) or _NUM_RE.search(tail):
+            return None  # the last digit run is not (only) the bracket's
+        else:
+            grouped.append((head, body, tail))
+    acc: dict[tuple[str, str], dict[int, list[list[int]]]] = {}
+    if grouped:
+        try:
+            group = _parse_group(text, ",".join([body for _h, body, _t in grouped]))
+        except UsageError:
+            return None  # the general parser says which group is wrong
+        if group.size() > MAX_NAMES or len(loose) + group.size() > MAX_NAMES:
+            raise _bad(text, f"expands to more than {MAX_NAMES:,} names")
+        los, his, widths = group.los, group.his, group.widths
+        pos = 0
+        for head, body, tail in grouped:
+            end = pos + body.count(",") + 1
+            classes = _split_padded(
+                los[pos:end], his[pos:end], None if widths is None else widths[pos:end]
+            )
+            for cls, (lo_part, hi_part) in classes.items():
+                _add(acc, (head, tail), cls, lo_part, hi_part)
+            pos = end
+    if loose:
+        for key, classes in _rangeset_of_names(loose).items():
+            for cls, (lo_part, hi_part) in classes.items():
+                _add(acc, key, cls, lo_part, hi_part)
+    return _finish(acc)
+
+
 def _rangeset_of_text(text: str) -> _RangeSet:
     norm = _normalise(text)
     if norm == "":
         return {}
+    if "[" in norm and norm.count("[") == norm.count("]"):
+        flat = _rangeset_of_flat(norm)
+        if flat is not None:
+            return flat
     items = _parse(norm, text)
     if "[" not in norm:
         return _rangeset_of_names(items)
@@ -884,6 +955,17 @@ def _fmt_classes(classes: dict[int, _Ranges]) -> list[str]:
     if len(classes) == 1:
         ((cls, (los, his)),) = classes.items()
         return _fmt_runs(los, his, cls)
+    if len(classes) == 2 and 0 in classes:
+        # The usual mix, n[001-250]: padded runs below 10**(w-1), plain ones above.
+        w = max(classes)
+        bound = 10 ** (w - 1)
+        (pl, ph), (nl, nh) = classes[w], classes[0]
+        if w > 0 and nl[0] >= bound:
+            parts = _fmt_runs(pl, ph, w)
+            if ph[-1] == bound - 1 and nl[0] == bound:
+                parts[-1] = _fmt_range(pl[-1], nh[0], w)
+                return parts + _fmt_runs(nl[1:], nh[1:], 1)
+            return parts + _fmt_runs(nl, nh, 1)
     # Mixed spellings: a padded run that ends at 9..9 continues into the plain
     # run starting at 10..0 (n[098-100]); parts are ordered by value, then
     # shortest spelling first, as fold orders them.
