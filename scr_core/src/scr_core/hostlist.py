@@ -590,6 +590,8 @@ def fold(names: str | Iterable[str], multidim: bool = False) -> str:
     (``rack[1-2]n[01-03]``), which only readers of multi-bracket names accept.
     A string argument is expanded first.
     """
+    if not multidim:
+        return _format(_rangeset(names))
     if isinstance(names, str):
         names = expand(names)
     names = list(names)
@@ -722,7 +724,7 @@ def _split_padded(los: list[int], his: list[int], widths: list[int] | None) -> d
             n_l.insert(0, bound)
             n_h.insert(0, p_h[-1])
             p_h[-1] = bound - 1
-        return {w: (p_l, p_h), 0: (n_l, n_h)}
+        return {w: (p_l, p_h), 0: (n_l, n_h)} if n_l else {w: (p_l, p_h)}
     out: dict[int, tuple[list[int], list[int]]] = {}
     for lo, hi, w in zip(los, his, widths):
         bound = 10 ** (w - 1) if w > 1 else 0
@@ -747,6 +749,10 @@ def _digit_classes(ds: list[str], lines: str | None) -> dict[int, _Ranges]:
         lines = "\n".join(ds)
     if _PADDED_LINE_RE.search("\n" + lines) is None:
         return {0: _runs(list(map(int, ds)))}
+    lengths = set(map(len, ds))
+    if len(lengths) == 1:  # n001..n250: one width, padded below 10**(w-1)
+        los, his = _runs(list(map(int, ds)))
+        return _split_padded(los, his, [lengths.pop()] * len(los))
     by_cls: dict[int, list[int]] = {}
     for d in ds:
         cls = len(d) if d[0] == "0" and len(d) > 1 else 0
