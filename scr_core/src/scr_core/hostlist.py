@@ -21,15 +21,23 @@ Node names may contain only ``A-Z a-z 0-9 . _ -`` and must not start with
 
 :func:`expand` keeps the order written and keeps duplicates (unlike
 ClusterShell's ``NodeSet``, which sorts and merges); :func:`unique` drops
-repeats keeping first occurrences. Set operations work on plain Python lists
-and sets, keep the order of their first argument, and run in O(n): ClusterShell
-set algebra on 2-D names is pathologically slow (see ``design.md``).
+repeats keeping first occurrences. The list set operations (:func:`difference`,
+:func:`intersection`, :func:`union`) work on plain Python lists and sets, keep
+the order of their first argument, and run in O(n): ClusterShell set algebra
+on 2-D names is pathologically slow (see ``design.md``).
 
 :func:`fold` compresses names into a hostlist string. It is implemented here,
 not with ``NodeSet``: folding 100k 2-D names with ``NodeSet`` takes >10 s.
 Its output is sorted (natural order), merges duplicates, keeps zero padding,
 and by default folds one digit run per name (``rack1n[01-03],rack2n[01-03]``),
 the form every consumer of hostlists (Slurm, pdsh, Flux) accepts.
+
+:func:`fold_difference`, :func:`fold_intersection` and :func:`fold_union`
+return the folded result of a set operation, computed on ranges (see "range
+algebra" below): a hostlist string is parsed into sorted runs of integers per
+name pattern and never expanded, so ``fold_difference("n[1-1000000]", down)``
+costs in proportion to the ranges of ``down``, not to a million names. The
+result is the string :func:`fold` gives for the same names.
 """
 
 from __future__ import annotations
@@ -380,6 +388,9 @@ def _runs(values: list[int]) -> tuple[list[int], list[int]]:
     recognised without sorting, and run starts are where ``v[i] - i`` changes.
     """
     n = len(values)
+    first, last = values[0], values[-1]
+    if last - first == n - 1 and values == list(range(first, last + 1)):
+        return [first], [last]  # the common case: sorted, one block
     keys = list(map(sub, values, range(n)))
     if keys != sorted(keys):  # not strictly increasing: sort and drop repeats
         values = sorted(set(values))
@@ -515,26 +526,17 @@ def _first_level(names: list[str], joined: str) -> dict[tuple[str, str], list[st
         return None
     stem, suffix = first[1], first[3]
     if (stem, suffix) == (last[1], last[3]):
-        text = "\n" + joined + "\n"
-        if stem:
-            if text.count("\n" + stem) != n:
-                text = ""
-            else:
-                text = text.replace("\n" + stem, "\n")
-        if suffix and text:
-            if text.count(suffix + "\n") != n:
-                text = ""
-            else:
-                text = text.replace(suffix + "\n", "\n")
-        body = text[1:-1]
-        if (
-            text
-            and "\n\n" not in text  # an empty line: a name that was only stem + suffix
-            and _NON_DIGIT_RE.search(body) is None
-        ):
-            if not _key_valid(stem, suffix):
-                return None
-            return {(stem, suffix): _Digits(body.split("\n"), body)}
+        # "n1\nn2\nn3" split at "\nn" (suffix + "\n" + stem) is [n1, 2, 3]: the digits
+        # but for the first name's stem and the last name's suffix.
+        parts = joined.split(f"{suffix}\n{stem}")
+        parts[0] = parts[0][len(stem) :]
+        parts[-1] = parts[-1][: len(parts[-1]) - len(suffix)]
+        if len(parts) == n and "" not in parts:
+            body = "\n".join(parts)
+            if _NON_DIGIT_RE.search(body) is None:
+                if not _key_valid(stem, suffix):
+                    return None
+                return {(stem, suffix): _Digits(parts, body)}
     groups: dict[tuple[str, str], _Digits] = {}
     text = joined + "\n"
     pos = 0
@@ -588,7 +590,8 @@ def fold(names: str | Iterable[str], multidim: bool = False) -> str:
     as Slurm does), giving ``rack1n[01-03],rack2n[01-03]``, which Slurm, pdsh and Flux
     all accept; ``multidim=True`` also folds the earlier runs
     (``rack[1-2]n[01-03]``), which only readers of multi-bracket names accept.
-    A string argument is expanded first.
+    A string argument is read as a hostlist (without ``multidim`` through the
+    range algebra, so it is not expanded).
     """
     if not multidim:
         return _format(_rangeset(names))
@@ -883,7 +886,9 @@ def _rangeset_of_text(text: str) -> _RangeSet:
 def _rangeset(hosts: str | Iterable[str]) -> _RangeSet:
     if isinstance(hosts, str):
         return _rangeset_of_text(hosts)
-    return _rangeset_of_names(list(hosts))
+    # A list is used as it is: copying it would touch every name (and, in a
+    # forked worker, fault in a private copy of every page holding names).
+    return _rangeset_of_names(hosts if isinstance(hosts, list) else list(hosts))
 
 
 def _and(al: list[int], ah: list[int], bl: list[int], bh: list[int]) -> _Ranges:
