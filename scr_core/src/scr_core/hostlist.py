@@ -272,21 +272,29 @@ def _checked_size(orig: str, items: list) -> int:
     return total
 
 
+def _group_strings(head: str, group: _Group, lit: str) -> list[str]:
+    """``head`` + each value of ``group`` as written + ``lit``, in the order written."""
+    out: list[str] = []
+    for lo, hi, width in group:
+        if width <= 1:
+            # An f-string comprehension is the fastest pure-Python way to make them.
+            out.extend([f"{head}{i}{lit}" for i in range(lo, hi + 1)])
+        else:
+            # Names are validated, so they hold no '%' and can serve as % templates.
+            out.extend(map(f"{head}%0{width}d{lit}".__mod__, range(lo, hi + 1)))
+    return out
+
+
 def _expand_item(segs: list) -> list[str]:
-    # Names are validated, so they hold no '%' and can serve as % templates;
-    # mapping a template over range() is the fastest pure-Python generator.
     acc = [segs[0]]
     for gi in range(1, len(segs), 2):
         group, lit = segs[gi], segs[gi + 1]
-        new: list[str] = []
-        for head in acc:
-            for lo, hi, width in group:
-                tmpl = f"{head}%0{width}d{lit}"
-                if lo == hi:
-                    new.append(tmpl % lo)
-                else:
-                    new.extend(map(tmpl.__mod__, range(lo, hi + 1)))
-        acc = new
+        if len(acc) == 1:
+            acc = _group_strings(acc[0], group, lit)
+        else:
+            # Format the group's values once; each name is then one concatenation.
+            tails = _group_strings("", group, lit)
+            acc = [head + tail for head in acc for tail in tails]
     return acc
 
 
