@@ -642,16 +642,31 @@ def fold(names: str | Iterable[str], multidim: bool = False) -> str:
     return _join_sorted(done)
 
 
-def _sort_key(item: str) -> tuple[list, str]:
-    # Natural order of the head of the item (a folded item can be megabytes of
-    # ranges: splitting all of it would cost more than the fold), then the item.
-    return _natural_key(item[:64]), item
+def _head_key(item: str) -> list:
+    # The natural key of the item up to its first "[": a prefix of its full
+    # natural key (a bracket body starts with a digit), and cheap where the
+    # full key is not (a folded item can be megabytes of ranges).
+    cut = item.find("[")
+    return _natural_key(item if cut < 0 else item[: cut + 1])
 
 
 def _join_sorted(done: list[str]) -> str:
+    """The items joined by commas, in natural order, each once."""
     if len(done) == 1:
         return done[0]
-    return ",".join(sorted(set(done), key=_sort_key))
+    keyed = sorted((_head_key(item), item) for item in set(done))
+    out = [item for _key, item in keyed]
+    # Items with equal heads (same stem, other suffixes) are ordered by their
+    # full natural keys, as if the whole item had been the key.
+    i = 0
+    while i < len(keyed):
+        j = i + 1
+        while j < len(keyed) and keyed[j][0] == keyed[i][0]:
+            j += 1
+        if j - i > 1:
+            out[i:j] = sorted(out[i:j], key=_natural_key)
+        i = j
+    return ",".join(out)
 
 
 #: SCR's name for :func:`fold`.
@@ -698,13 +713,15 @@ def _add(
     cls: int,
     los: list[int],
     his: list[int],
+    fresh: bool = False,
 ) -> None:
+    """Add ranges to ``acc``; ``fresh`` lists are the caller's to give (not copied)."""
     classes = acc.get(key)
     if classes is None:
         classes = acc[key] = {}
     got = classes.get(cls)
     if got is None:
-        classes[cls] = [list(los), list(his)]
+        classes[cls] = [los, his] if fresh else [list(los), list(his)]
     else:
         got[0].extend(los)
         got[1].extend(his)
@@ -844,7 +861,7 @@ def _rangeset_of_flat(text: str) -> _RangeSet | None:
                 los[pos:end], his[pos:end], None if widths is None else widths[pos:end]
             )
             for cls, (lo_part, hi_part) in classes.items():
-                _add(acc, (head, tail), cls, lo_part, hi_part)
+                _add(acc, (head, tail), cls, lo_part, hi_part, fresh=True)
             pos = end
     if loose:
         for key, classes in _rangeset_of_names(loose).items():
@@ -959,7 +976,13 @@ def _combine(a: _RangeSet, b: _RangeSet, op: str) -> _RangeSet:
                 if op == "minus":
                     classes[cls] = (al, ah)
                 continue
-            got = _minus(al, ah, *rb) if op == "minus" else _and(al, ah, *rb)
+            bl, bh = rb
+            if op == "minus":
+                got = _minus(al, ah, bl, bh)
+            elif len(al) == 1 and al[0] <= bl[0] and bh[-1] <= ah[0]:
+                got = rb  # a's one run covers b
+            else:
+                got = _and(al, ah, bl, bh)
             if got[0]:
                 classes[cls] = got
         if classes:
