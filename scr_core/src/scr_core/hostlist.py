@@ -854,14 +854,34 @@ def _rangeset_of_flat(text: str) -> _RangeSet | None:
         if group.size() > MAX_NAMES or len(loose) + group.size() > MAX_NAMES:
             raise _bad(text, f"expands to more than {MAX_NAMES:,} names")
         los, his, widths = group.los, group.his, group.widths
+        # One width everywhere (n[001-250] racks): values below `bound` are padded.
+        width = widths[0] if widths and widths.count(widths[0]) == len(widths) else 0
+        bound = 10 ** (width - 1) if width else 0
         pos = 0
         for head, body, tail in grouped:
             end = pos + body.count(",") + 1
-            classes = _split_padded(
-                los[pos:end], his[pos:end], None if widths is None else widths[pos:end]
-            )
-            for cls, (lo_part, hi_part) in classes.items():
-                _add(acc, (head, tail), cls, lo_part, hi_part, fresh=True)
+            key = (head, tail)
+            lo_part = los[pos:end]
+            classes: dict[int, tuple[list[int], list[int]]]
+            if widths is None or (width and lo_part[0] >= bound):
+                classes = {0: (lo_part, his[pos:end])}
+            elif width and lo_part == sorted(lo_part):
+                # Inline _split_padded: padded runs first, then plain ones.
+                k = bisect_left(los, bound, pos, end)
+                p_l, p_h = los[pos:k], his[pos:k]
+                n_l, n_h = los[k:end], his[k:end]
+                if p_h[-1] >= bound:
+                    n_l.insert(0, bound)
+                    n_h.insert(0, p_h[-1])
+                    p_h[-1] = bound - 1
+                classes = {width: (p_l, p_h), 0: (n_l, n_h)} if n_l else {width: (p_l, p_h)}
+            else:
+                classes = _split_padded(lo_part, his[pos:end], widths[pos:end])
+            if key in acc:
+                for cls, (lo_p, hi_p) in classes.items():
+                    _add(acc, key, cls, lo_p, hi_p, fresh=True)
+            else:
+                acc[key] = {cls: [lo_p, hi_p] for cls, (lo_p, hi_p) in classes.items()}
             pos = end
     if loose:
         for key, classes in _rangeset_of_names(loose).items():
