@@ -48,7 +48,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from itertools import accumulate, islice, repeat
 from itertools import compress as _select
-from operator import add, contains, gt, lt, ne, sub
+from operator import add, contains, ge, gt, lt, ne, sub
 
 from scr_core.errors import UsageError
 
@@ -707,29 +707,31 @@ def _normal(los: list[int], his: list[int]) -> _Ranges:
     return out_l, out_h
 
 
-def _add(
-    acc: dict[tuple[str, str], dict[int, list[list[int]]]],
-    key: tuple[str, str],
-    cls: int,
-    los: list[int],
-    his: list[int],
-    fresh: bool = False,
-) -> None:
-    """Add ranges to ``acc``; ``fresh`` lists are the caller's to give (not copied)."""
+# Ranges being collected: {key: {cls: [los, his, owned, normal]}}. The lists may be
+# shared with the caller until `owned` (copied on the first extend); `normal`
+# says they are known to be sorted, disjoint and non-adjacent.
+_Acc = dict
+
+
+def _add(acc: _Acc, key: tuple[str, str], cls: int, los: list[int], his: list[int]) -> None:
+    """Add ranges to ``acc`` (the lists are not modified)."""
     classes = acc.get(key)
     if classes is None:
         classes = acc[key] = {}
     got = classes.get(cls)
     if got is None:
-        classes[cls] = [los, his] if fresh else [list(los), list(his)]
+        classes[cls] = [los, his, False, False]
     else:
+        if not got[2]:
+            got[0], got[1], got[2] = list(got[0]), list(got[1]), True
         got[0].extend(los)
         got[1].extend(his)
+        got[3] = False
 
 
-def _finish(acc: dict[tuple[str, str], dict[int, list[list[int]]]]) -> _RangeSet:
+def _finish(acc: _Acc) -> _RangeSet:
     return {
-        key: {cls: _normal(lh[0], lh[1]) for cls, lh in classes.items()}
+        key: {cls: (e[0], e[1]) if e[3] else _normal(e[0], e[1]) for cls, e in classes.items()}
         for key, classes in acc.items()
     }
 
@@ -845,7 +847,7 @@ def _rangeset_of_flat(text: str) -> _RangeSet | None:
             return None  # the last digit run is not (only) the bracket's
         else:
             grouped.append((head, body, tail))
-    acc: dict[tuple[str, str], dict[int, list[list[int]]]] = {}
+    acc: _Acc = {}
     if grouped:
         try:
             group = _parse_group(text, ",".join([body for _h, body, _t in grouped]))
@@ -854,12 +856,21 @@ def _rangeset_of_flat(text: str) -> _RangeSet | None:
         if group.size() > MAX_NAMES or len(loose) + group.size() > MAX_NAMES:
             raise _bad(text, f"expands to more than {MAX_NAMES:,} names")
         los, his, widths = group.los, group.his, group.widths
+        counts = [body.count(",") + 1 for _h, body, _t in grouped]
+        # Are the ranges of every body sorted, disjoint and non-adjacent (as fold
+        # writes them)? Then the runs need no normalising: one C-level pass finds
+        # the places where a range does not stay clear of the next one, and they
+        # must all be where one body ends and the next begins.
+        ends = set(accumulate(counts, initial=-1))
+        trusted = ends.issuperset(
+            _select(range(len(los) - 1), map(ge, map((1).__add__, his), islice(los, 1, None)))
+        )
         # One width everywhere (n[001-250] racks): values below `bound` are padded.
         width = widths[0] if widths and widths.count(widths[0]) == len(widths) else 0
         bound = 10 ** (width - 1) if width else 0
         pos = 0
-        for head, body, tail in grouped:
-            end = pos + body.count(",") + 1
+        for (head, _body, tail), count in zip(grouped, counts):
+            end = pos + count
             key = (head, tail)
             lo_part = los[pos:end]
             classes: dict[int, tuple[list[int], list[int]]]
@@ -879,9 +890,11 @@ def _rangeset_of_flat(text: str) -> _RangeSet | None:
                 classes = _split_padded(lo_part, his[pos:end], widths[pos:end])
             if key in acc:
                 for cls, (lo_p, hi_p) in classes.items():
-                    _add(acc, key, cls, lo_p, hi_p, fresh=True)
+                    _add(acc, key, cls, lo_p, hi_p)
             else:
-                acc[key] = {cls: [lo_p, hi_p] for cls, (lo_p, hi_p) in classes.items()}
+                acc[key] = {
+                    cls: [lo_p, hi_p, False, trusted] for cls, (lo_p, hi_p) in classes.items()
+                }
             pos = end
     if loose:
         for key, classes in _rangeset_of_names(loose).items():
@@ -902,7 +915,7 @@ def _rangeset_of_text(text: str) -> _RangeSet:
     if "[" not in norm:
         return _rangeset_of_names(items)
     _checked_size(text, items)  # the same limit as expand, though nothing is expanded
-    acc: dict[tuple[str, str], dict[int, list[list[int]]]] = {}
+    acc: _Acc = {}
     loose: list[str] = []
     for item in items:
         if isinstance(item, str):
@@ -977,7 +990,7 @@ def _minus(al: list[int], ah: list[int], bl: list[int], bh: list[int]) -> _Range
 def _combine(a: _RangeSet, b: _RangeSet, op: str) -> _RangeSet:
     out: _RangeSet = {}
     if op == "or":
-        acc: dict[tuple[str, str], dict[int, list[list[int]]]] = {}
+        acc: _Acc = {}
         for rs in (a, b):
             for key, classes in rs.items():
                 for cls, (los, his) in classes.items():
