@@ -48,7 +48,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from itertools import accumulate, islice, repeat
 from itertools import compress as _select
-from operator import add, contains, ge, gt, lt, ne, sub
+from operator import eq, ge, gt, lt, ne, sub
 
 from scr_core.errors import UsageError
 
@@ -157,6 +157,7 @@ class _Group:
 
 _BODY_RE = re.compile(r"[0-9]+(?:-[0-9]+)?(?:,[0-9]+(?:-[0-9]+)?)*")
 _PADDED_LOW_RE = re.compile(r",0[0-9]")  # on "," + body: a zero-padded low bound
+_DROP_DIGITS = str.maketrans("", "", "0123456789")
 _NUM_RE = re.compile(r"[0-9]+")
 
 
@@ -172,17 +173,22 @@ def _parse_group(text: str, body: str) -> _Group:
                 raise _bad(text, f"bad range {part!r} in '[{body}]' (expected N or N-M)")
         raise _bad(text, f"bad ranges in '[{body}]' (expected N or N-M)")  # pragma: no cover
     if "-" in body:
-        # Every number, and for each range where its low and high are in that list.
+        # Every number, converted once; the separators between them (one-character
+        # strings, which CPython does not allocate) say which numbers start a range:
+        # those after a ",". A range ends just before the next one starts.
         nums = body.replace("-", ",").split(",")
-        dashes = list(map(contains, body.split(","), repeat("-")))
-        lo_at = list(accumulate(map((1).__add__, dashes), initial=0))
-        lo_at.pop()
+        values = list(map(int, nums))
+        seps = list(body.translate(_DROP_DIGITS))
+        n = len(nums)
+        lo_at = [0, *_select(range(1, n), map(eq, seps, repeat(",")))]
+        hi_at = list(map((-1).__add__, islice(lo_at, 1, None)))
+        hi_at.append(n - 1)
+        los = list(map(values.__getitem__, lo_at))
+        his = list(map(values.__getitem__, hi_at))
         los_s = list(map(nums.__getitem__, lo_at))
-        his_s = list(map(nums.__getitem__, map(add, lo_at, dashes)))
-        los, his = list(map(int, los_s)), list(map(int, his_s))
         if any(map(gt, los, his)):
             i = next(i for i, (lo, hi) in enumerate(zip(los, his)) if lo > hi)
-            raise _bad(text, f"range '{los_s[i]}-{his_s[i]}' is decreasing")
+            raise _bad(text, f"range '{los_s[i]}-{nums[hi_at[i]]}' is decreasing")
     else:
         los_s = body.split(",")
         los = his = list(map(int, los_s))
@@ -448,9 +454,13 @@ def _fold_digits(ds: list[str], lines: str | None = None) -> str:
 def _fmt_runs(los: list[int], his: list[int], width: int) -> list[str]:
     if width <= 1:
         return [f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in zip(los, his)]
-    one = f"%0{width}d"
-    two = f"{one}-{one}"
+    one, two = _TEMPLATES.get(width) or _TEMPLATES.setdefault(
+        width, (f"%0{width}d", f"%0{width}d-%0{width}d")
+    )
     return [two % (lo, hi) if lo != hi else one % lo for lo, hi in zip(los, his)]
+
+
+_TEMPLATES: dict[int, tuple[str, str]] = {}
 
 
 def _fold_mixed(ds: list[str]) -> list[str]:
