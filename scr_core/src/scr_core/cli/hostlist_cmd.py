@@ -4,7 +4,9 @@ Options are those of SCR's ``scr_hostlist.py``. Differences: ``--nth 0`` is
 an error (SCR silently printed the folded list instead), malformed hostlists
 are reported in one line with exit code 2 instead of a traceback, and the
 folded output keeps zero padding (SCR dropped it: ``n[08-10]`` became
-``n[8-10]``, naming other nodes).
+``n[8-10]``, naming other nodes). The folded output (the default, also with
+``--minus``/``--intersection``) is computed on ranges, without expanding the
+hostlists (``hostlist.fold_difference`` and friends).
 """
 
 from __future__ import annotations
