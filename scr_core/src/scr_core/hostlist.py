@@ -857,7 +857,9 @@ def _rangeset_of_flat(text: str) -> _RangeSet | None:
             return None  # the last digit run is not (only) the bracket's
         else:
             grouped.append((head, body, tail))
-    acc: _Acc = {}
+    out: _RangeSet = {}
+    again: list[tuple[tuple[str, str], dict[int, _Ranges]]] = []  # patterns seen again
+    trusted = True
     if grouped:
         try:
             group = _parse_group(text, ",".join([body for _h, body, _t in grouped]))
@@ -898,18 +900,26 @@ def _rangeset_of_flat(text: str) -> _RangeSet | None:
                 classes = {width: (p_l, p_h), 0: (n_l, n_h)} if n_l else {width: (p_l, p_h)}
             else:
                 classes = _split_padded(lo_part, his[pos:end], widths[pos:end])
-            if key in acc:
-                for cls, (lo_p, hi_p) in classes.items():
-                    _add(acc, key, cls, lo_p, hi_p)
+            if key in out:
+                again.append((key, classes))
             else:
-                acc[key] = {
-                    cls: [lo_p, hi_p, False, trusted] for cls, (lo_p, hi_p) in classes.items()
-                }
+                out[key] = classes
             pos = end
     if loose:
         for key, classes in _rangeset_of_names(loose).items():
-            for cls, (lo_part, hi_part) in classes.items():
-                _add(acc, key, cls, lo_part, hi_part)
+            if key in out:
+                again.append((key, classes))
+            else:
+                out[key] = classes
+    if trusted and not again:
+        return out  # the usual case: each pattern once, written as fold writes it
+    acc: _Acc = {
+        key: {cls: [lo_p, hi_p, False, trusted] for cls, (lo_p, hi_p) in classes.items()}
+        for key, classes in out.items()
+    }
+    for key, classes in again:
+        for cls, (lo_p, hi_p) in classes.items():
+            _add(acc, key, cls, lo_p, hi_p)
     return _finish(acc)
 
 
