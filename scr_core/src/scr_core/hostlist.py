@@ -723,14 +723,21 @@ def _normal(los: list[int], his: list[int]) -> _Ranges:
 _Acc = dict
 
 
-def _add(acc: _Acc, key: tuple[str, str], cls: int, los: list[int], his: list[int]) -> None:
-    """Add ranges to ``acc`` (the lists are not modified)."""
+def _add(
+    acc: _Acc,
+    key: tuple[str, str],
+    cls: int,
+    los: list[int],
+    his: list[int],
+    normal: bool = False,
+) -> None:
+    """Add ranges to ``acc`` (the lists are not modified); ``normal``: known normal."""
     classes = acc.get(key)
     if classes is None:
         classes = acc[key] = {}
     got = classes.get(cls)
     if got is None:
-        classes[cls] = [los, his, False, False]
+        classes[cls] = [los, his, False, normal]
     else:
         if not got[2]:
             got[0], got[1], got[2] = list(got[0]), list(got[1]), True
@@ -950,10 +957,13 @@ def _rangeset_of_text(text: str) -> _RangeSet:
             loose.extend(_expand_item(item))
             continue
         stems = _expand_item(item[:-2]) if len(item) > 3 else [before]
-        classes = _split_padded(group.los, group.his, group.widths)
+        classes = {
+            cls: _normal(los, his)
+            for cls, (los, his) in _split_padded(group.los, group.his, group.widths).items()
+        }
         for stem in stems:
             for cls, (los, his) in classes.items():
-                _add(acc, (stem, suffix), cls, los, his)
+                _add(acc, (stem, suffix), cls, los, his, normal=True)
     if loose:
         for key, classes in _rangeset_of_names(loose).items():
             for cls, (los, his) in classes.items():
