@@ -21,7 +21,7 @@ call timed, rounds interleaved, medians):
   padded tails made once, then ``head + tail``), which no expansion can beat by much since it
   must create the strings too. Its note gives the best Python
   library's time over the floor: where that is under 10, the ``<= 0.1x`` target is out of
-  reach for expand (at 1M the libraries are within 2-4x of the floor);
+  reach for expand (at 1M the best library is 3.5-4.2x the floor);
 * ClusterShell ``NodeSet`` with ``resolver=NOGROUP_RESOLVER`` (``list(NodeSet(s))``,
   ``str(NodeSet.fromlist(names))``, ``str(NodeSet(a).difference(NodeSet(b)))``, ...);
 * python-hostlist (``expand_hostlist``/``collect_hostlist``; set operations on Python sets
