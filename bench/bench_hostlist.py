@@ -14,7 +14,14 @@ a gappy set), ``D_str`` its folded string (one bracket per name, as Slurm prints
 Implementations, each in its own forked child (inputs prepared before the fork, only the
 call timed, rounds interleaved, medians):
 
-* ours: ``expand``, ``fold``, ``fold(difference(a, b))``, ``fold(intersection(a, b))``;
+* ours: ``expand``, ``fold``, ``fold_difference(a, b)``, ``fold_intersection(a, b)`` (range
+  algebra on the strings: neither operand is expanded, see ``docs/notes.md``);
+* the floor of ``expand`` (a row under each expand case): building the same N name strings
+  with a bare list comprehension (``[f"n{i}" for i in range(1, N + 1)]``; 2-D: the 250
+  padded tails made once, then ``head + tail``), which no expansion can beat by much since it
+  must create the strings too. Its note gives the best Python
+  library's time over the floor: where that is under 10, the ``<= 0.1x`` target is out of
+  reach for expand (at 1M the best library is 3.5-4.2x the floor);
 * ClusterShell ``NodeSet`` with ``resolver=NOGROUP_RESOLVER`` (``list(NodeSet(s))``,
   ``str(NodeSet.fromlist(names))``, ``str(NodeSet(a).difference(NodeSet(b)))``, ...);
 * python-hostlist (``expand_hostlist``/``collect_hostlist``; set operations on Python sets
@@ -75,6 +82,7 @@ DOWN_FRACTION = 0.10
 SCONTROL_FILE_LIMIT = 1_000_000  # bytes; scontrol reads at most ~1 MiB of a hostfile
 LIBSLURM = "/usr/lib/x86_64-linux-gnu/slurm-wlm/libslurmfull.so"
 C_CAP = 10.0  # Slurm's hostlist_create is quadratic in the names given (60-90 s at 1M)
+FLOOR_LABEL = "floor: a list comprehension of the names"
 
 
 # --------------------------------------------------------------------------- data
@@ -102,6 +110,14 @@ class Data:
         self.down = [x for x in self.names if x in down]
         self.rest = [x for x in self.names if x not in down]
         self.d_str = hl.fold(self.down)
+        # the floor of expand: the cheapest pure-Python way we know to build these strings
+        if shape == "1-D":
+            self.floor = lambda: [f"n{i}" for i in range(1, n + 1)]
+        else:
+            racks = range(1, n // PER_RACK + 1)
+            tails = [f"{i:03d}" for i in range(1, PER_RACK + 1)]
+            self.floor = lambda: [head + tail for head in [f"rack{r}n" for r in racks]
+                                  for tail in tails]
         self.expected = {"expand": n, "fold": n, "fold gappy": len(self.rest),
                          "difference": len(self.rest), "intersection": len(self.down)}
 
@@ -126,8 +142,8 @@ def ours_ops(d: Data) -> dict[str, Callable[[], Any]]:
         "expand": lambda: hl.expand(d.a_str),
         "fold": lambda: hl.fold(d.names),
         "fold gappy": lambda: hl.fold(d.rest),
-        "difference": lambda: hl.fold(hl.difference(d.a_str, d.d_str)),
-        "intersection": lambda: hl.fold(hl.intersection(d.a_str, d.d_str)),
+        "difference": lambda: hl.fold_difference(d.a_str, d.d_str),
+        "intersection": lambda: hl.fold_intersection(d.a_str, d.d_str),
     }
 
 
@@ -318,6 +334,9 @@ def _case(d: Data, op: str, ours_fn: Callable, refs: dict, slurm: Slurm, work: s
         return False
 
     python_labels = list(refs)
+    if op == "expand":
+        floor = d.floor
+        measures[FLOOR_LABEL] = lambda: common.time_in_child(floor, cap, _count)
     for label, ops in refs.items():
         if not skip_if_over(label, cap):
             fn = ops[op]
@@ -379,12 +398,32 @@ def _case(d: Data, op: str, ours_fn: Callable, refs: dict, slurm: Slurm, work: s
     if c_label:
         add(c_label, "<= 3x", "input over scontrol's ~1 MB hostfile limit: the same C "
             "hostlist_create + ranged_string in-process" if "libslurm" in c_label else "")
+    if op == "expand":
+        rows.append(_floor_row(case, ours, samples, python_labels, ours_note))
     if n >= 1_000_000:
         rows.append(_best_python(case, ours, samples, skipped, python_labels))
     if op == "difference" and d.shape == "2-D" and n == 100_000:
         rows.append(common.make_row(NAME, case, ours.median, "- (absolute target)", None,
                                     "<= 1 s", ours_note, ours_over=ours.over, repeats=reps))
     return rows
+
+
+def _floor_row(case: str, ours: common.Samples, samples: dict, labels: list,
+               ours_note: str) -> dict:
+    """Our expand against the floor: only building the list of name strings."""
+    floor = samples[FLOOR_LABEL]
+    best = [samples[lb].median for lb in labels
+            if not samples[lb].error and samples[lb].median and not samples[lb].over]
+    note = ("the bound on any expand, which must create these strings: "
+            "<= 0.1x the best Python library is out of reach wherever it is under 10x this")
+    if best and floor.median:
+        note += f"; best Python library / floor = {min(best) / floor.median:.2f}x"
+    if ours_note:
+        note += f"; ours: {ours_note}"
+    return common.make_row(NAME, case, ours.median, FLOOR_LABEL,
+                           None if floor.error else floor.median, "", note,
+                           ours_over=ours.over, reference_over=floor.over,
+                           repeats=f"{ours.count}/{floor.count}")
 
 
 def _best_python(case: str, ours: common.Samples, samples: dict, skipped: dict,

@@ -126,3 +126,13 @@ def test_help_documents_exit_codes() -> None:
     assert "2  usage" in text
     for option in ("--delimiter", "--size", "--minus", "--intersection", "--expand", "--count"):
         assert option in text
+
+
+def test_folded_output_uses_range_algebra(capsys: pytest.CaptureFixture[str]) -> None:
+    # 9 million names each: expanding them would take seconds and gigabytes.
+    assert cli(capsys, "-m", "n[1-9000000]", "n[2-8999999]") == "n[1,9000000]"
+    assert cli(capsys, "-i", "n[1-9000000]", "n[5-6],m1", "n[6-7]") == "n6"
+    assert cli(capsys, "n[1-9000000]", "n[9000001-9000002]") == "n[1-9000002]"
+    # the list outputs keep the order written and the repeats
+    assert cli(capsys, "-e", "-m", "n[3,1,2,1]", "n2") == "n3,n1,n1"
+    assert cli(capsys, "-c", "-i", "n[1-3,1]", "n1") == "2"

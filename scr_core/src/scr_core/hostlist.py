@@ -21,22 +21,34 @@ Node names may contain only ``A-Z a-z 0-9 . _ -`` and must not start with
 
 :func:`expand` keeps the order written and keeps duplicates (unlike
 ClusterShell's ``NodeSet``, which sorts and merges); :func:`unique` drops
-repeats keeping first occurrences. Set operations work on plain Python lists
-and sets, keep the order of their first argument, and run in O(n): ClusterShell
-set algebra on 2-D names is pathologically slow (see ``design.md``).
+repeats keeping first occurrences. The list set operations (:func:`difference`,
+:func:`intersection`, :func:`union`) work on plain Python lists and sets, keep
+the order of their first argument, and run in O(n): ClusterShell set algebra
+on 2-D names is pathologically slow (see ``design.md``).
 
 :func:`fold` compresses names into a hostlist string. It is implemented here,
 not with ``NodeSet``: folding 100k 2-D names with ``NodeSet`` takes >10 s.
 Its output is sorted (natural order), merges duplicates, keeps zero padding,
 and by default folds one digit run per name (``rack1n[01-03],rack2n[01-03]``),
 the form every consumer of hostlists (Slurm, pdsh, Flux) accepts.
+
+:func:`fold_difference`, :func:`fold_intersection` and :func:`fold_union`
+return the folded result of a set operation, computed on ranges (see "range
+algebra" below): a hostlist string is parsed into sorted runs of integers per
+name pattern and never expanded, so ``fold_difference("n[1-1000000]", down)``
+costs in proportion to the ranges of ``down``, not to a million names. The
+result is the string :func:`fold` gives for the same names.
 """
 
 from __future__ import annotations
 
 import re
 import string
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
+from itertools import accumulate, islice, repeat
+from itertools import compress as _select
+from operator import eq, ge, gt, lt, ne, sub
 
 from scr_core.errors import UsageError
 
@@ -47,6 +59,9 @@ __all__ = [
     "difference",
     "expand",
     "fold",
+    "fold_difference",
+    "fold_intersection",
+    "fold_union",
     "intersection",
     "join",
     "nth",
@@ -104,7 +119,13 @@ def _validate_names(names: Sequence[str], joined: str) -> None:
     if not names:
         return
     bad = _BAD_NAME_CHAR_RE.search(joined) if joined else None
-    if bad is not None or "" in names or joined.startswith("-") or "\n-" in joined:
+    if (
+        bad is not None
+        or "" in names
+        or joined.startswith("-")
+        or "\n-" in joined
+        or joined.count("\n") != len(names) - 1  # a name holding a newline
+    ):
         for name in names:  # slow path only to name the culprit
             validate_node_name(name)
 
@@ -116,22 +137,63 @@ def _validate_names(names: Sequence[str], joined: str) -> None:
 # (low, high, width) ranges, width being the length of the low bound.
 
 
-def _parse_group(text: str, body: str) -> list[tuple[int, int, int]]:
+class _Group:
+    """The ranges of one bracket group as parallel lists (low, high, width of low).
+
+    ``widths`` is None when no low bound is zero-padded (all plain numbers).
+    """
+
+    __slots__ = ("his", "los", "widths")
+
+    def __init__(self, los: list[int], his: list[int], widths: list[int] | None) -> None:
+        self.los, self.his, self.widths = los, his, widths
+
+    def __iter__(self):  # (low, high, width) triples
+        return zip(self.los, self.his, self.widths or repeat(1))
+
+    def size(self) -> int:
+        return sum(self.his) - sum(self.los) + len(self.los)
+
+
+_BODY_RE = re.compile(r"[0-9]+(?:-[0-9]+)?(?:,[0-9]+(?:-[0-9]+)?)*")
+_PADDED_LOW_RE = re.compile(r",0[0-9]")  # on "," + body: a zero-padded low bound
+_DROP_DIGITS = str.maketrans("", "", "0123456789")
+_NUM_RE = re.compile(r"[0-9]+")
+
+
+def _parse_group(text: str, body: str) -> _Group:
     # `text` is the hostlist as the user wrote it, for error messages.
+    # Validated by one regex and converted by C-level map()s: a folded list of a
+    # gappy 1M-node set has ~100k ranges in one group.
     if body == "":
         raise _bad(text, "empty brackets '[]'")
-    ranges = []
-    for part in body.split(","):
-        m = _RANGE_RE.fullmatch(part)
-        if m is None:
-            raise _bad(text, f"bad range {part!r} in '[{body}]' (expected N or N-M)")
-        lo_s, hi_s = m.groups()
-        lo = int(lo_s)
-        hi = lo if hi_s is None else int(hi_s)
-        if hi < lo:
-            raise _bad(text, f"range {part!r} is decreasing")
-        ranges.append((lo, hi, len(lo_s)))
-    return ranges
+    if _BODY_RE.fullmatch(body) is None:
+        for part in body.split(","):
+            if _RANGE_RE.fullmatch(part) is None or not part.isascii():
+                raise _bad(text, f"bad range {part!r} in '[{body}]' (expected N or N-M)")
+        raise _bad(text, f"bad ranges in '[{body}]' (expected N or N-M)")  # pragma: no cover
+    if "-" in body:
+        # Every number, converted once; the separators between them (one-character
+        # strings, which CPython does not allocate) say which numbers start a range:
+        # those after a ",". A range ends just before the next one starts.
+        nums = body.replace("-", ",").split(",")
+        values = list(map(int, nums))
+        seps = list(body.translate(_DROP_DIGITS))
+        n = len(nums)
+        lo_at = [0, *_select(range(1, n), map(eq, seps, repeat(",")))]
+        hi_at = list(map((-1).__add__, islice(lo_at, 1, None)))
+        hi_at.append(n - 1)
+        los = list(map(values.__getitem__, lo_at))
+        his = list(map(values.__getitem__, hi_at))
+        los_s = list(map(nums.__getitem__, lo_at))
+        if any(map(gt, los, his)):
+            i = next(i for i, (lo, hi) in enumerate(zip(los, his)) if lo > hi)
+            raise _bad(text, f"range '{los_s[i]}-{nums[hi_at[i]]}' is decreasing")
+    else:
+        los_s = body.split(",")
+        los = his = list(map(int, los_s))
+    padded = _PADDED_LOW_RE.search("," + body) is not None
+    return _Group(los, his, list(map(len, los_s)) if padded else None)
 
 
 def _normalise(text: str) -> str:
@@ -203,7 +265,7 @@ def _item_size(item: str | list) -> int:
         return 1
     size = 1
     for group in item[1::2]:
-        size *= sum(hi - lo + 1 for lo, hi, _w in group)
+        size *= group.size()
     return size
 
 
@@ -216,21 +278,29 @@ def _checked_size(orig: str, items: list) -> int:
     return total
 
 
+def _group_strings(head: str, group: _Group, lit: str) -> list[str]:
+    """``head`` + each value of ``group`` as written + ``lit``, in the order written."""
+    out: list[str] = []
+    for lo, hi, width in group:
+        if width <= 1:
+            # An f-string comprehension is the fastest pure-Python way to make them.
+            out.extend([f"{head}{i}{lit}" for i in range(lo, hi + 1)])
+        else:
+            # Names are validated, so they hold no '%' and can serve as % templates.
+            out.extend(map(f"{head}%0{width}d{lit}".__mod__, range(lo, hi + 1)))
+    return out
+
+
 def _expand_item(segs: list) -> list[str]:
-    # Names are validated, so they hold no '%' and can serve as % templates;
-    # mapping a template over range() is the fastest pure-Python generator.
     acc = [segs[0]]
     for gi in range(1, len(segs), 2):
         group, lit = segs[gi], segs[gi + 1]
-        new: list[str] = []
-        for head in acc:
-            for lo, hi, width in group:
-                tmpl = f"{head}%0{width}d{lit}"
-                if lo == hi:
-                    new.append(tmpl % lo)
-                else:
-                    new.extend(map(tmpl.__mod__, range(lo, hi + 1)))
-        acc = new
+        if len(acc) == 1:
+            acc = _group_strings(acc[0], group, lit)
+        else:
+            # Format the group's values once; each name is then one concatenation.
+            tails = _group_strings("", group, lit)
+            acc = [head + tail for head in acc for tail in tails]
     return acc
 
 
@@ -323,13 +393,29 @@ def join(names: Iterable[str], sep: str = ",") -> str:
 # --------------------------------------------------------------------------- folding
 
 
-def _runs(values: list[int]) -> list[tuple[int, int]]:
-    """Split sorted distinct ints into maximal (low, high) runs of consecutive values."""
-    if values[-1] - values[0] == len(values) - 1:  # the common case: one block
-        return [(values[0], values[-1])]
-    starts = [0, *(i for i in range(1, len(values)) if values[i] != values[i - 1] + 1)]
-    ends = [*(i - 1 for i in starts[1:]), len(values) - 1]
-    return [(values[s], values[e]) for s, e in zip(starts, ends)]
+def _runs(values: list[int]) -> tuple[list[int], list[int]]:
+    """Maximal runs of consecutive values of ``values`` (any order, repeats allowed).
+
+    Returns parallel sorted lists of lows and highs. Run detection is done by
+    C-level ``map``s: ``v[i] - i`` is constant along a run and non-decreasing
+    exactly when the values are strictly increasing, so sorted input is
+    recognised without sorting, and run starts are where ``v[i] - i`` changes.
+    """
+    n = len(values)
+    first, last = values[0], values[-1]
+    if last - first == n - 1 and values == list(range(first, last + 1)):
+        return [first], [last]  # the common case: sorted, one block
+    keys = list(map(sub, values, range(n)))
+    if keys != sorted(keys):  # not strictly increasing: sort and drop repeats
+        values = sorted(set(values))
+        n = len(values)
+        keys = list(map(sub, values, range(n)))
+    if keys[0] == keys[-1]:  # the common case: one block
+        return [values[0]], [values[-1]]
+    starts = [0, *_select(range(1, n), map(ne, keys, islice(keys, 1, None)))]
+    ends = list(map((-1).__add__, islice(starts, 1, None)))
+    ends.append(n - 1)
+    return list(map(values.__getitem__, starts)), list(map(values.__getitem__, ends))
 
 
 def _fmt_range(lo: int, hi: int, width: int) -> str:
@@ -338,30 +424,43 @@ def _fmt_range(lo: int, hi: int, width: int) -> str:
     return f"{lo:0{width}d}-{hi:0{width}d}"
 
 
-def _fold_digits(ds: list[str]) -> str:
+def _fold_digits(ds: list[str], lines: str | None = None) -> str:
     """Fold distinct digit strings into ``"7"`` or ``"[1-3,5,08-10]"``, keeping padding.
 
     A range ``lo-hi`` expands with the width of ``lo``; a string belongs to a
-    range only if it is exactly that formatting of its value.
+    range only if it is exactly that formatting of its value. ``lines`` is
+    ``"\\n".join(ds)`` if the caller has it.
     """
     if len(ds) == 1:
         return ds[0]
-    lengths = set(map(len, ds))
+    if lines is None:
+        lines = "\n".join(ds)
     parts: list[str]
-    # In the two fast cases a value has one spelling, so duplicates go with
-    # set(); a set of ints iterates nearly sorted, which keeps the sort cheap.
-    if len(lengths) == 1:
-        # All the same length: every string is its value padded to that width.
-        width = lengths.pop()
-        parts = [_fmt_range(lo, hi, width) for lo, hi in _runs(sorted(set(map(int, ds))))]
-    elif not any(d[0] == "0" and len(d) > 1 for d in ds):
+    if _PADDED_LINE_RE.search("\n" + lines) is None:
         # No padding anywhere: plain decimal numbers.
-        parts = [_fmt_range(lo, hi, 1) for lo, hi in _runs(sorted(set(map(int, ds))))]
+        parts = _fmt_runs(*_runs(list(map(int, ds))), 1)
     else:
-        parts = _fold_mixed(list(set(ds)))
+        lengths = set(map(len, ds))
+        if len(lengths) == 1:
+            # All the same length: every string is its value padded to that width.
+            parts = _fmt_runs(*_runs(list(map(int, ds))), lengths.pop())
+        else:
+            parts = _fold_mixed(list(set(ds)))
     if len(parts) == 1 and "-" not in parts[0]:
         return parts[0]
     return "[" + ",".join(parts) + "]"
+
+
+def _fmt_runs(los: list[int], his: list[int], width: int) -> list[str]:
+    if width <= 1:
+        return [f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in zip(los, his)]
+    one, two = _TEMPLATES.get(width) or _TEMPLATES.setdefault(
+        width, (f"%0{width}d", f"%0{width}d-%0{width}d")
+    )
+    return [two % (lo, hi) if lo != hi else one % lo for lo, hi in zip(los, his)]
+
+
+_TEMPLATES: dict[int, tuple[str, str]] = {}
 
 
 def _fold_mixed(ds: list[str]) -> list[str]:
@@ -407,40 +506,91 @@ def _fold_mixed(ds: list[str]) -> list[str]:
 
 
 _NATURAL_SPLIT = re.compile(r"(\d+)")
-# One name per line: (everything up to the last digit run)(the run)(the rest).
-_LAST_DIGITS_RE = re.compile(r"^([^\n]*[^\d\n]|)(\d+)([^\d\n]*)$", re.MULTILINE)
+# One name: (everything up to the last digit run)(the run)(the rest).
+_LAST_DIGITS_RE = re.compile(r"^([^\n]*[^0-9\n]|)([0-9]+)([^0-9\n]*)$", re.MULTILINE)
+# A block of consecutive lines (each ending in "\n") sharing what surrounds their last digit run.
+_BLOCK_RE = re.compile(
+    r"^((?:[^\n]*[^0-9\n])?)([0-9]+)([^0-9\n]*)\n(?:\1[0-9]+\3\n)*", re.MULTILINE
+)
+# (Plain character classes and literal prefixes: the regex engine scans those
+# fast; alternations and MULTILINE anchors cost 10x more per character.)
+_NON_DIGIT_RE = re.compile(r"[^0-9\n]")
+_PADDED_LINE_RE = re.compile(r"\n0[0-9]")  # on "\n" + lines: a zero-padded line
+
+
+class _Digits(list):
+    """Digit strings (a list) that may carry their ``"\\n".join`` as ``lines``."""
+
+    def __init__(self, items: list[str], lines: str | None = None) -> None:
+        super().__init__(items)
+        self.lines = lines
 
 
 def _first_level(names: list[str], joined: str) -> dict[tuple[str, str], list[str]] | None:
-    """Group names by what surrounds their last digit run, with regexes run in C.
+    """Group names by what surrounds their last digit run: {(stem, suffix): [digits]}.
 
-    Returns None if some name has no digits (the caller's loop handles that).
-    Twice as fast as a Python loop over the names; when all names share one
-    prefix and suffix (``n1..nN``, the usual case) the grouping is one call.
+    Returns None if some name has no digits or is not a valid node name (the
+    caller's general path validates and handles those). Valid names are
+    checked here through their stems and suffixes (the rest is digits).
+    When all names share one stem and suffix (``n1..nN``, the usual case), the
+    digits are cut out by two ``str.replace`` and one ``split``; otherwise one
+    regex pass finds blocks of consecutive names sharing a stem, so the
+    Python-level work is per block (a rack), not per name.
     """
+    n = len(names)
     first = _LAST_DIGITS_RE.fullmatch(names[0])
     last = _LAST_DIGITS_RE.fullmatch(names[-1])
-    if first and last and (first[1], first[3]) == (last[1], last[3]):
-        stem, suffix = first[1], first[3]
-        one = re.compile(f"^{re.escape(stem)}(\\d+){re.escape(suffix)}$", re.MULTILINE)
-        digits = one.findall(joined)
-        if len(digits) == len(names):
-            return {(stem, suffix): digits}
-    triples = _LAST_DIGITS_RE.findall(joined)
-    if len(triples) != len(names):
+    if first is None or last is None:
         return None
-    groups: dict[tuple[str, str], list[str]] = {}
-    for stem, digits, suffix in triples:
+    stem, suffix = first[1], first[3]
+    if (stem, suffix) == (last[1], last[3]):
+        # "n1\nn2\nn3" split at "\nn" (suffix + "\n" + stem) is [n1, 2, 3]: the digits
+        # but for the first name's stem and the last name's suffix.
+        parts = joined.split(f"{suffix}\n{stem}")
+        parts[0] = parts[0][len(stem) :]
+        parts[-1] = parts[-1][: len(parts[-1]) - len(suffix)]
+        if len(parts) == n and "" not in parts:
+            body = "\n".join(parts)
+            if _NON_DIGIT_RE.search(body) is None:
+                if not _key_valid(stem, suffix):
+                    return None
+                return {(stem, suffix): _Digits(parts, body)}
+    groups: dict[tuple[str, str], _Digits] = {}
+    text = joined + "\n"
+    pos = 0
+    for m in _BLOCK_RE.finditer(text):
+        if m.start() != pos:
+            return None
+        block = "\n" + text[pos : m.end()]
+        pos = m.end()
+        stem, suffix = m[1], m[3]
+        if stem:
+            block = block.replace("\n" + stem, "\n")
+        if suffix:
+            block = block.replace(suffix + "\n", "\n")
+        lines = block[1:-1]
         found = groups.get((stem, suffix))
         if found is None:
-            groups[stem, suffix] = [digits]
+            if not _key_valid(stem, suffix):
+                return None
+            groups[stem, suffix] = _Digits(lines.split("\n"), lines)
         else:
-            found.append(digits)
+            found.extend(lines.split("\n"))
+            found.lines = None
+    if pos != len(text) or sum(map(len, groups.values())) != n:
+        return None  # a name with a newline, or no digits
     return groups
 
 
+def _key_valid(stem: str, suffix: str) -> bool:
+    return _NAME_RE.fullmatch(stem + "0" + suffix) is not None
+
+
 def _fold_groups(groups: dict[tuple[str, str], list[str]]) -> list[tuple[str, str]]:
-    return [(stem, _fold_digits(ds) + rest) for (stem, rest), ds in groups.items()]
+    return [
+        (stem, _fold_digits(ds, getattr(ds, "lines", None)) + rest)
+        for (stem, rest), ds in groups.items()
+    ]
 
 
 def _natural_key(text: str) -> list:
@@ -458,8 +608,11 @@ def fold(names: str | Iterable[str], multidim: bool = False) -> str:
     as Slurm does), giving ``rack1n[01-03],rack2n[01-03]``, which Slurm, pdsh and Flux
     all accept; ``multidim=True`` also folds the earlier runs
     (``rack[1-2]n[01-03]``), which only readers of multi-bracket names accept.
-    A string argument is expanded first.
+    A string argument is read as a hostlist (without ``multidim`` through the
+    range algebra, so it is not expanded).
     """
+    if not multidim:
+        return _format(_rangeset(names))
     if isinstance(names, str):
         names = expand(names)
     names = list(names)
@@ -468,15 +621,15 @@ def fold(names: str | Iterable[str], multidim: bool = False) -> str:
     # Duplicates are not removed here (that costs a hash of every name); they
     # collapse in _fold_digits and in the final set of `done`.
     joined = "\n".join(names)
-    _validate_names(names, joined)
     done: list[str] = []
     # Items are (head, tail): head still to fold, tail already folded.
     items: list[tuple[str, str]]
-    groups = _first_level(names, joined)
+    groups = _first_level(names, joined)  # checks the names it groups
     if groups is not None:
         items = _fold_groups(groups)
         more = multidim
     else:
+        _validate_names(names, joined)
         items = [(n, "") for n in names]
         more = True
     while more and items:
@@ -496,8 +649,504 @@ def fold(names: str | Iterable[str], multidim: bool = False) -> str:
         items = _fold_groups(groups)
         more = multidim
     done.extend(head + tail for head, tail in items)
-    return ",".join(sorted(set(done), key=_natural_key))
+    return _join_sorted(done)
+
+
+def _head_key(item: str) -> list:
+    # The natural key of the item up to its first "[": a prefix of its full
+    # natural key (a bracket body starts with a digit), and cheap where the
+    # full key is not (a folded item can be megabytes of ranges).
+    cut = item.find("[")
+    return _natural_key(item if cut < 0 else item[: cut + 1])
+
+
+def _join_sorted(done: list[str]) -> str:
+    """The items joined by commas, in natural order, each once."""
+    if len(done) == 1:
+        return done[0]
+    keyed = sorted((_head_key(item), item) for item in set(done))
+    out = [item for _key, item in keyed]
+    # Items with equal heads (same stem, other suffixes) are ordered by their
+    # full natural keys, as if the whole item had been the key.
+    i = 0
+    while i < len(keyed):
+        j = i + 1
+        while j < len(keyed) and keyed[j][0] == keyed[i][0]:
+            j += 1
+        if j - i > 1:
+            out[i:j] = sorted(out[i:j], key=_natural_key)
+        i = j
+    return ",".join(out)
 
 
 #: SCR's name for :func:`fold`.
 compress = fold
+
+
+# --------------------------------------------------------------------------- range algebra
+#
+# A range set holds a set of names as {(stem, suffix): {cls: (los, his)}}:
+# the names stem + digits + suffix, where digits is the last digit run of the
+# name (as fold groups them), stem is empty or ends in a non-digit and suffix
+# has no digits. ``cls`` says how a value v is spelt: 0 is plain decimal
+# (str(v)); w > 1 is zero-padded to w digits, for values below 10**(w-1) only
+# (n[08-10] is n08 n09 of class 2 and n10 of class 0, the same name as an
+# unpadded n10), so that one name has exactly one (key, cls, value).
+# ``los``/``his`` are the sorted lows and highs of disjoint, non-adjacent runs.
+# A name without digits is (name, "") with class -1 and the range 0-0.
+# Set operations walk these ranges (bisect into the longer list, C-level
+# slices and maps), never the names; the result is formatted as fold does.
+
+_Ranges = tuple[list[int], list[int]]
+_RangeSet = dict[tuple[str, str], dict[int, _Ranges]]
+
+
+def _normal(los: list[int], his: list[int]) -> _Ranges:
+    """Sorted, disjoint, non-adjacent runs covering the given ranges (each lo <= hi)."""
+    if len(los) <= 1 or all(map(lt, map((1).__add__, his), islice(los, 1, None))):
+        return los, his
+    out_l: list[int] = []
+    out_h: list[int] = []
+    for lo, hi in sorted(zip(los, his)):
+        if out_h and lo <= out_h[-1] + 1:
+            if hi > out_h[-1]:
+                out_h[-1] = hi
+        else:
+            out_l.append(lo)
+            out_h.append(hi)
+    return out_l, out_h
+
+
+# Ranges being collected: {key: {cls: [los, his, owned, normal]}}. The lists may be
+# shared with the caller until `owned` (copied on the first extend); `normal`
+# says they are known to be sorted, disjoint and non-adjacent.
+_Acc = dict
+
+
+def _add(
+    acc: _Acc,
+    key: tuple[str, str],
+    cls: int,
+    los: list[int],
+    his: list[int],
+    normal: bool = False,
+) -> None:
+    """Add ranges to ``acc`` (the lists are not modified); ``normal``: known normal."""
+    classes = acc.get(key)
+    if classes is None:
+        classes = acc[key] = {}
+    got = classes.get(cls)
+    if got is None:
+        classes[cls] = [los, his, False, normal]
+    else:
+        if not got[2]:
+            got[0], got[1], got[2] = list(got[0]), list(got[1]), True
+        got[0].extend(los)
+        got[1].extend(his)
+        got[3] = False
+
+
+def _finish(acc: _Acc) -> _RangeSet:
+    return {
+        key: {cls: (e[0], e[1]) if e[3] else _normal(e[0], e[1]) for cls, e in classes.items()}
+        for key, classes in acc.items()
+    }
+
+
+def _split_padded(los: list[int], his: list[int], widths: list[int] | None) -> dict[int, _Ranges]:
+    """Ranges (lo, hi, width) by class: padded values below 10**(width-1), the rest plain."""
+    if widths is None:
+        return {0: (los, his)}
+    w = widths[0]
+    if w == 1 and widths.count(1) == len(widths):
+        return {0: (los, his)}
+    if widths.count(w) == len(widths) and los == sorted(los):
+        bound = 10 ** (w - 1)
+        k = bisect_left(los, bound)
+        if k == 0:
+            return {0: (los, his)}
+        p_l, p_h = los[:k], his[:k]
+        n_l, n_h = los[k:], his[k:]
+        if p_h[-1] >= bound:  # the last padded range runs past the bound
+            n_l.insert(0, bound)
+            n_h.insert(0, p_h[-1])
+            p_h[-1] = bound - 1
+        return {w: (p_l, p_h), 0: (n_l, n_h)} if n_l else {w: (p_l, p_h)}
+    out: dict[int, tuple[list[int], list[int]]] = {}
+    for lo, hi, w in zip(los, his, widths):
+        bound = 10 ** (w - 1) if w > 1 else 0
+        if lo < bound:
+            pl, ph = out.setdefault(w, ([], []))
+            pl.append(lo)
+            ph.append(min(hi, bound - 1))
+            if hi >= bound:
+                nl, nh = out.setdefault(0, ([], []))
+                nl.append(bound)
+                nh.append(hi)
+        else:
+            nl, nh = out.setdefault(0, ([], []))
+            nl.append(lo)
+            nh.append(hi)
+    return out
+
+
+def _digit_classes(ds: list[str], lines: str | None) -> dict[int, _Ranges]:
+    """The runs of digit strings ``ds`` by class (see the range algebra above)."""
+    if lines is None:
+        lines = "\n".join(ds)
+    if _PADDED_LINE_RE.search("\n" + lines) is None:
+        return {0: _runs(list(map(int, ds)))}
+    lengths = set(map(len, ds))
+    if len(lengths) == 1:  # n001..n250: one width, padded below 10**(w-1)
+        los, his = _runs(list(map(int, ds)))
+        return _split_padded(los, his, [lengths.pop()] * len(los))
+    by_cls: dict[int, list[int]] = {}
+    for d in ds:
+        cls = len(d) if d[0] == "0" and len(d) > 1 else 0
+        v = int(d)
+        found = by_cls.get(cls)
+        if found is None:
+            by_cls[cls] = [v]
+        else:
+            found.append(v)
+    return {cls: _runs(vals) for cls, vals in by_cls.items()}
+
+
+def _rangeset_of_names(names: list[str]) -> _RangeSet:
+    if not names:
+        return {}
+    joined = "\n".join(names)
+    groups: dict[tuple[str, str], list[str]] | None = _first_level(names, joined)
+    plain: list[str] = []
+    if groups is None:
+        _validate_names(names, joined)
+        groups = {}
+        for name in names:
+            m = _LAST_DIGITS_RE.fullmatch(name)
+            if m is None:
+                plain.append(name)
+            else:
+                groups.setdefault((m[1], m[3]), []).append(m[2])
+    out: _RangeSet = {
+        key: _digit_classes(ds, getattr(ds, "lines", None)) for key, ds in groups.items()
+    }
+    for name in plain:
+        out.setdefault((name, ""), {})[-1] = ([0], [0])
+    return out
+
+
+# Items of at most one bracket group each: what fold and Slurm print.
+# (Only characters allowed in names and bodies: a match also validates those.)
+_FLAT_ITEM = r"[A-Za-z0-9._-]*(?:\[[0-9,-]+\][A-Za-z0-9._-]*)?"
+_FLAT_LIST_RE = re.compile(f"{_FLAT_ITEM}(?:,{_FLAT_ITEM})*")
+_FLAT_ITEM_RE = re.compile(r"([^,\[\]]*)(?:\[([^\[\]]*)\]([^,\[\]]*))?(?:,|$)")
+
+
+def _rangeset_of_flat(text: str) -> _RangeSet | None:
+    """Fast path for a list of items with one bracket group at most (``a[..]b,c``).
+
+    All bracket bodies are validated and converted at once, by C-level regexes
+    and maps over their comma-joined text. Returns None where the general
+    parser is needed (other forms, and malformed text, for its error messages).
+    """
+    if text.startswith("-") or ",-" in text or _FLAT_LIST_RE.fullmatch(text) is None:
+        return None
+    items = _FLAT_ITEM_RE.findall(text)
+    items.pop()  # the empty match at the end
+    loose: list[str] = []
+    grouped: list[tuple[str, str, str]] = []
+    for head, body, tail in items:
+        if not body:
+            if not head:  # an empty item, or "[]"
+                return None
+            loose.append(head + tail)
+        elif (head and head[-1] in _DIGITS) or _NUM_RE.search(tail):
+            return None  # the last digit run is not (only) the bracket's
+        else:
+            grouped.append((head, body, tail))
+    out: _RangeSet = {}
+    again: list[tuple[tuple[str, str], dict[int, _Ranges]]] = []  # patterns seen again
+    trusted = True
+    if grouped:
+        try:
+            group = _parse_group(text, ",".join([body for _h, body, _t in grouped]))
+        except UsageError:
+            return None  # the general parser says which group is wrong
+        if group.size() > MAX_NAMES or len(loose) + group.size() > MAX_NAMES:
+            raise _bad(text, f"expands to more than {MAX_NAMES:,} names")
+        los, his, widths = group.los, group.his, group.widths
+        counts = [body.count(",") + 1 for _h, body, _t in grouped]
+        # Are the ranges of every body sorted, disjoint and non-adjacent (as fold
+        # writes them)? Then the runs need no normalising: one C-level pass finds
+        # the places where a range does not stay clear of the next one, and they
+        # must all be where one body ends and the next begins.
+        ends = set(accumulate(counts, initial=-1))
+        trusted = ends.issuperset(
+            _select(range(len(los) - 1), map(ge, map((1).__add__, his), islice(los, 1, None)))
+        )
+        # One width everywhere (n[001-250] racks): values below `bound` are padded.
+        width = widths[0] if widths and widths.count(widths[0]) == len(widths) else 0
+        bound = 10 ** (width - 1) if width else 0
+        pos = 0
+        for (head, _body, tail), count in zip(grouped, counts):
+            end = pos + count
+            key = (head, tail)
+            lo_part = los[pos:end]
+            classes: dict[int, tuple[list[int], list[int]]]
+            if widths is None or (width and lo_part[0] >= bound):
+                classes = {0: (lo_part, his[pos:end])}
+            elif width and lo_part == sorted(lo_part):
+                # Inline _split_padded: padded runs first, then plain ones.
+                k = bisect_left(los, bound, pos, end)
+                p_l, p_h = los[pos:k], his[pos:k]
+                n_l, n_h = los[k:end], his[k:end]
+                if p_h[-1] >= bound:
+                    n_l.insert(0, bound)
+                    n_h.insert(0, p_h[-1])
+                    p_h[-1] = bound - 1
+                classes = {width: (p_l, p_h), 0: (n_l, n_h)} if n_l else {width: (p_l, p_h)}
+            else:
+                classes = _split_padded(lo_part, his[pos:end], widths[pos:end])
+            if key in out:
+                again.append((key, classes))
+            else:
+                out[key] = classes
+            pos = end
+    if loose:
+        for key, classes in _rangeset_of_names(loose).items():
+            if key in out:
+                again.append((key, classes))
+            else:
+                out[key] = classes
+    if trusted and not again:
+        return out  # the usual case: each pattern once, written as fold writes it
+    acc: _Acc = {
+        key: {cls: [lo_p, hi_p, False, trusted] for cls, (lo_p, hi_p) in classes.items()}
+        for key, classes in out.items()
+    }
+    for key, classes in again:
+        for cls, (lo_p, hi_p) in classes.items():
+            _add(acc, key, cls, lo_p, hi_p)
+    return _finish(acc)
+
+
+def _rangeset_of_text(text: str) -> _RangeSet:
+    norm = _normalise(text)
+    if norm == "":
+        return {}
+    if "[" in norm and norm.count("[") == norm.count("]"):
+        flat = _rangeset_of_flat(norm)
+        if flat is not None:
+            return flat
+    items = _parse(norm, text)
+    if "[" not in norm:
+        return _rangeset_of_names(items)
+    _checked_size(text, items)  # the same limit as expand, though nothing is expanded
+    acc: _Acc = {}
+    loose: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            loose.append(item)
+            continue
+        before, group, suffix = item[-3], item[-2], item[-1]
+        if (
+            _NUM_RE.search(suffix)  # the last digit run is after the last bracket
+            or (before and before[-1] in _DIGITS)  # "n1[0-5]": digits run into it
+            or (not before and len(item) > 3)  # "[1-2][3-4]": so do the groups' digits
+        ):
+            loose.extend(_expand_item(item))
+            continue
+        stems = _expand_item(item[:-2]) if len(item) > 3 else [before]
+        classes = {
+            cls: _normal(los, his)
+            for cls, (los, his) in _split_padded(group.los, group.his, group.widths).items()
+        }
+        for stem in stems:
+            for cls, (los, his) in classes.items():
+                _add(acc, (stem, suffix), cls, los, his, normal=True)
+    if loose:
+        for key, classes in _rangeset_of_names(loose).items():
+            for cls, (los, his) in classes.items():
+                _add(acc, key, cls, los, his)
+    return _finish(acc)
+
+
+def _rangeset(hosts: str | Iterable[str]) -> _RangeSet:
+    if isinstance(hosts, str):
+        return _rangeset_of_text(hosts)
+    # A list is used as it is: copying it would touch every name (and, in a
+    # forked worker, fault in a private copy of every page holding names).
+    return _rangeset_of_names(hosts if isinstance(hosts, list) else list(hosts))
+
+
+def _and(al: list[int], ah: list[int], bl: list[int], bh: list[int]) -> _Ranges:
+    """Intersection of two normal range lists, walking the shorter one."""
+    if len(al) > len(bl):
+        al, ah, bl, bh = bl, bh, al, ah
+    out_l: list[int] = []
+    out_h: list[int] = []
+    nb = len(bl)
+    for lo, hi in zip(al, ah):
+        i = bisect_left(bh, lo)  # the first b range ending at or after lo
+        if i == nb:
+            break
+        j = bisect_right(bl, hi, i)  # past the last b range starting at or before hi
+        if j <= i:
+            continue
+        b_lo = bl[i]
+        out_l.append(lo if lo > b_lo else b_lo)
+        if j - i > 1:
+            out_l.extend(bl[i + 1 : j])
+            out_h.extend(bh[i : j - 1])
+        b_hi = bh[j - 1]
+        out_h.append(hi if hi < b_hi else b_hi)
+    return out_l, out_h
+
+
+def _minus(al: list[int], ah: list[int], bl: list[int], bh: list[int]) -> _Ranges:
+    """``a`` minus ``b``: ``a`` and the complement of ``b`` (its gaps, built by C-level maps)."""
+    if not bl or not al:
+        return al, ah
+    lo, hi = al[0], ah[-1]
+    cl = [lo, *map((1).__add__, bh)]
+    ch = [*map((-1).__add__, bl), hi]
+    if ch[0] < cl[0]:
+        del cl[0], ch[0]
+    if ch and ch[-1] < cl[-1]:
+        del cl[-1], ch[-1]
+    return _and(al, ah, cl, ch)
+
+
+def _combine(a: _RangeSet, b: _RangeSet, op: str) -> _RangeSet:
+    out: _RangeSet = {}
+    if op == "or":
+        acc: _Acc = {}
+        for rs in (a, b):
+            for key, classes in rs.items():
+                for cls, (los, his) in classes.items():
+                    _add(acc, key, cls, los, his)
+        return _finish(acc)
+    for key, ca in a.items():
+        cb = b.get(key)
+        if cb is None:
+            if op == "minus":
+                out[key] = ca
+            continue
+        classes: dict[int, _Ranges] = {}
+        for cls, (al, ah) in ca.items():
+            rb = cb.get(cls)
+            if rb is None:
+                if op == "minus":
+                    classes[cls] = (al, ah)
+                continue
+            bl, bh = rb
+            if op == "minus":
+                got = _minus(al, ah, bl, bh)
+            elif len(al) == 1 and al[0] <= bl[0] and bh[-1] <= ah[0]:
+                got = rb  # a's one run covers b
+            else:
+                got = _and(al, ah, bl, bh)
+            if got[0]:
+                classes[cls] = got
+        if classes:
+            out[key] = classes
+    return out
+
+
+def _fmt_classes(classes: dict[int, _Ranges]) -> list[str]:
+    """The bracket parts of one (stem, suffix), as fold writes them."""
+    if len(classes) == 1:
+        ((cls, (los, his)),) = classes.items()
+        return _fmt_runs(los, his, cls)
+    if len(classes) == 2 and 0 in classes:
+        # The usual mix, n[001-250]: padded runs below 10**(w-1), plain ones above.
+        w = max(classes)
+        bound = 10 ** (w - 1)
+        (pl, ph), (nl, nh) = classes[w], classes[0]
+        if w > 0 and nl[0] >= bound:
+            parts = _fmt_runs(pl, ph, w)
+            if ph[-1] == bound - 1 and nl[0] == bound:
+                parts[-1] = _fmt_range(pl[-1], nh[0], w)
+                return parts + _fmt_runs(nl[1:], nh[1:], 1)
+            return parts + _fmt_runs(nl, nh, 1)
+    # Mixed spellings: a padded run that ends at 9..9 continues into the plain
+    # run starting at 10..0 (n[098-100]); parts are ordered by value, then
+    # shortest spelling first, as fold orders them.
+    nat_l, nat_h = classes.get(0, ([], []))
+    joined_at: dict[int, int] = {}  # plain run index -> its high, taken by a padded run
+    entries: list[tuple[int, int, int]] = []  # (lo, cls, hi)
+    for cls, (los, his) in classes.items():
+        if cls <= 0:
+            continue
+        entries.extend(zip(los, repeat(cls), his))
+        bound = 10 ** (cls - 1)
+        if his[-1] == bound - 1:
+            k = bisect_left(nat_l, bound)
+            if k < len(nat_l) and nat_l[k] == bound:
+                joined_at[k] = nat_h[k]
+                entries[-1] = (entries[-1][0], cls, nat_h[k])
+    entries.extend(
+        (lo, 0, hi) for k, (lo, hi) in enumerate(zip(nat_l, nat_h)) if k not in joined_at
+    )
+    entries.sort()
+    return [_fmt_range(lo, hi, cls or 1) for lo, cls, hi in entries]
+
+
+def _format(rs: _RangeSet) -> str:
+    """The folded hostlist of a range set: what fold() gives for the same names."""
+    done: list[str] = []
+    for (stem, suffix), classes in rs.items():
+        if -1 in classes:
+            done.append(stem + suffix)
+            if len(classes) == 1:
+                continue
+            classes = {cls: r for cls, r in classes.items() if cls != -1}
+        parts = _fmt_classes(classes)
+        if len(parts) == 1 and "-" not in parts[0]:
+            done.append(stem + parts[0] + suffix)
+        else:
+            done.append(f"{stem}[{','.join(parts)}]{suffix}")
+    if not done:
+        return ""
+    return _join_sorted(done)
+
+
+def _fold_op(op: str, a: str | Iterable[str], others: tuple[str | Iterable[str], ...]) -> str:
+    acc = _rangeset(a)
+    for other in others:
+        acc = _combine(acc, _rangeset(other), op)
+    return _format(acc)
+
+
+def fold_difference(
+    a: str | Iterable[str], b: str | Iterable[str], *more: str | Iterable[str]
+) -> str:
+    """``fold(difference(a, b))``, computed on ranges: hostlist strings are not expanded.
+
+    Each argument is a hostlist string or an iterable of names. The result is
+    the folded hostlist of the names of ``a`` in none of the others (sorted,
+    each once): the same string :func:`fold` gives for those names. Time grows
+    with the number of ranges of the inputs, not of names, when they are
+    strings (``fold_difference("n[1-1000000]", "n[5-9]")`` is instant).
+    """
+    return _fold_op("minus", a, (b, *more))
+
+
+def fold_intersection(
+    a: str | Iterable[str], b: str | Iterable[str], *more: str | Iterable[str]
+) -> str:
+    """``fold(intersection(a, b))``: the names of ``a`` in every other argument, on ranges.
+
+    See :func:`fold_difference`.
+    """
+    return _fold_op("and", a, (b, *more))
+
+
+def fold_union(*hostlists: str | Iterable[str]) -> str:
+    """The folded hostlist of all names of the arguments, computed on ranges.
+
+    ``fold_union(a, b) == fold(union(a, b))``; ``fold_union(a) == fold(a)``.
+    """
+    if not hostlists:
+        return ""
+    return _fold_op("or", hostlists[0], hostlists[1:])

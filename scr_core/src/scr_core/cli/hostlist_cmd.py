@@ -4,7 +4,9 @@ Options are those of SCR's ``scr_hostlist.py``. Differences: ``--nth 0`` is
 an error (SCR silently printed the folded list instead), malformed hostlists
 are reported in one line with exit code 2 instead of a traceback, and the
 folded output keeps zero padding (SCR dropped it: ``n[08-10]`` became
-``n[8-10]``, naming other nodes).
+``n[8-10]``, naming other nodes). The folded output (the default, also with
+``--minus``/``--intersection``) is computed on ranges, without expanding the
+hostlists (``hostlist.fold_difference`` and friends).
 """
 
 from __future__ import annotations
@@ -112,8 +114,25 @@ def _select(args: argparse.Namespace) -> list[str]:
     return names
 
 
+def _folded(args: argparse.Namespace) -> str:
+    """The default output, computed on ranges: no hostlist is expanded to names."""
+    lists = args.hosts
+    if args.minus or args.intersection:
+        option = "--minus" if args.minus else "--intersection"
+        if len(lists) < 2:
+            raise UsageError(f"{option} needs at least two hostlists")
+        op = hostlist.fold_difference if args.minus else hostlist.fold_intersection
+        return op(*lists)
+    return hostlist.fold_union(*lists)
+
+
 def run(args: argparse.Namespace) -> int:
     """Print what the options ask for; return the exit code (UsageError for bad input)."""
+    if not (args.expand or args.count or args.nth is not None or args.size is not None):
+        # Folding sorts and merges, so the order and repeats the other outputs
+        # keep do not matter: set algebra on ranges gives the same string.
+        print(_folded(args))
+        return 0
     names = _select(args)
     if args.expand:
         print(hostlist.join(names, _delimiter(args.delimiter)))
