@@ -55,6 +55,7 @@ import re
 from collections.abc import Mapping
 
 from scr_core.errors import ConfigError, JobEnvironmentError, UsageError
+from scr_core.records import FrozenRecord, Record
 
 __all__ = [
     "DEFAULTS",
@@ -70,38 +71,16 @@ __all__ = [
 DEFAULT_SYSTEM_CONF = "/etc/scr/scr.conf"
 
 
-class ParamInfo:
-    """A parameter scr knows: its built-in default (None = unset) and what it does.
-
-    (This and :class:`Entry` are plain classes with the dataclass behaviour they had: building
-    dataclasses costs ~0.5 ms each at the import of this module, that is, of every command.)
-    """
+class ParamInfo(FrozenRecord):
+    """A parameter scr knows: its built-in default (None = unset) and what it does."""
 
     __slots__ = ("default", "description", "name")
+    _fields = ("name", "default", "description")
 
     def __init__(self, name: str, default: str | None, description: str) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "default", default)
         object.__setattr__(self, "description", description)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"ParamInfo is immutable (cannot assign to {name!r})")
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return (self.name, self.default, self.description) == \
-            (other.name, other.default, other.description)  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash((self.name, self.default, self.description))
-
-    def __reduce__(self) -> tuple:  # copy and pickle despite the immutability
-        return (ParamInfo, (self.name, self.default, self.description))
-
-    def __repr__(self) -> str:
-        return (f"ParamInfo(name={self.name!r}, default={self.default!r}, "
-                f"description={self.description!r})")
 
 
 #: Built-in defaults, the lowest-precedence source. None means "unset".
@@ -223,26 +202,16 @@ def _expand_file_value(raw: str, environ: Mapping[str, str], where: str) -> str:
 # --------------------------------------------------------------------------- config files
 
 
-class Entry:
+class Entry(Record):
     """One ``KEY=VALUE attr=... attr=...`` entry of a config file."""
 
     __slots__ = ("attrs", "value", "where")
+    _fields = ("value", "attrs", "where")
 
     def __init__(self, value: str, attrs: dict[str, str] | None = None, where: str = "") -> None:
         self.value = value
         self.attrs: dict[str, str] = {} if attrs is None else attrs
         self.where = where  # "path:line" of its first line
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return (self.value, self.attrs, self.where) == \
-            (other.value, other.attrs, other.where)  # type: ignore[attr-defined]
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Entry(value={self.value!r}, attrs={self.attrs!r}, where={self.where!r})"
 
 
 #: KEY -> VALUE -> Entry, in file order.

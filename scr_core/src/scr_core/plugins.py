@@ -36,6 +36,7 @@ from .hookspecs import (
     ResourceManagerSpec,
     SettingsSectionSpec,
 )
+from .records import FrozenRecord, Record
 
 #: kind -> (hook name, record type, human name, environment variable for an explicit choice)
 KINDS: dict[str, tuple[str, type, str, str | None]] = {
@@ -54,14 +55,11 @@ KINDS: dict[str, tuple[str, type, str, str | None]] = {
 _LEGACY_RM_NAMES = {"NONE": "local"}
 
 
-class PluginInfo:
-    """One discovered plugin (an entry point), loaded or not.
-
-    (Plain classes here and in :class:`Registered`, not dataclasses: every command builds
-    the registry, and each ``@dataclass`` costs ~0.5 ms of start-up.)
-    """
+class PluginInfo(Record):
+    """One discovered plugin (an entry point), loaded or not."""
 
     __slots__ = ("blocked", "distribution", "error", "loaded", "module", "name", "version")
+    _fields = ("name", "module", "distribution", "version", "error", "blocked", "loaded")
 
     def __init__(
         self,
@@ -81,46 +79,16 @@ class PluginInfo:
         self.blocked = blocked
         self.loaded = loaded
 
-    def _values(self) -> tuple:
-        return tuple(getattr(self, f) for f in _PLUGIN_INFO_FIELDS)
 
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._values() == other._values()  # type: ignore[attr-defined]
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in _PLUGIN_INFO_FIELDS)
-        return f"PluginInfo({shown})"
-
-
-_PLUGIN_INFO_FIELDS = ("name", "module", "distribution", "version", "error", "blocked", "loaded")
-
-
-class Registered:
+class Registered(FrozenRecord):
     """A record of a kind and the plugin that registered it (immutable)."""
 
     __slots__ = ("plugin", "spec")
+    _fields = ("spec", "plugin")
 
     def __init__(self, spec: Any, plugin: str) -> None:
         object.__setattr__(self, "spec", spec)
         object.__setattr__(self, "plugin", plugin)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"Registered is immutable (cannot assign to {name!r})")
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return (self.spec, self.plugin) == (other.spec, other.plugin)  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash((self.spec, self.plugin))
-
-    def __repr__(self) -> str:
-        return f"Registered(spec={self.spec!r}, plugin={self.plugin!r})"
 
 
 def _truthy(value: str | None) -> bool:

@@ -13,29 +13,19 @@ import time
 from typing import Any, Sequence
 
 from ..errors import ConfigError, JobEnvironmentError
+from ..records import Record
 
 
-class Decision:
-    """The answer: stop or not, why, and which rule decided (a plain class rather than a
-    dataclass: building one costs ~0.5 ms of every scr_should_exit call)."""
+class Decision(Record):
+    """The answer: stop or not, why, and which rule decided."""
 
     __slots__ = ("kind", "reason", "stop")
+    _fields = ("stop", "reason", "kind")
 
     def __init__(self, stop: bool, reason: str = "", kind: str = "") -> None:
         self.stop = stop
         self.reason = reason
         self.kind = kind  # "halt" | "nodes" | "runs" | ""
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return (self.stop, self.reason, self.kind) == \
-            (other.stop, other.reason, other.kind)  # type: ignore[attr-defined]
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
-
-    def __repr__(self) -> str:
-        return f"Decision(stop={self.stop!r}, reason={self.reason!r}, kind={self.kind!r})"
 
 
 def seconds_left(end_time: int, now: float) -> float | None:
