@@ -452,17 +452,7 @@ def scan_filemap(path: str, keys: frozenset[bytes] | None = None,
     ``kvtree_util_get_*`` fails then. A filemap whose FILE list repeats a path (C merges
     those) is read with the general KVTree reader instead. Raises ``FilemapError``.
     """
-    with open(path, "rb") as fh:
-        buf = fh.read()
-    end = _check_header(path, buf)
-    if end is None:
-        return []
-    try:
-        return _scan(buf, end, keys)
-    except _Repeated:
-        return _scan_generic(path)
-    except (ValueError, IndexError, struct.error, RecursionError) as exc:
-        raise FilemapError(f"{path}: corrupt filemap ({exc})") from exc
+    return _scan_path(path, keys, None)
 
 
 def _check_header(path: str, buf: bytes) -> int | None:
@@ -616,16 +606,24 @@ def scan_filemap_values(path: str, wanted: tuple[bytes, ...],
                         ) -> list[tuple[str, tuple | None]]:
     """``[(cache path, META values of the keys in ``wanted``, None where absent)]``: what
     :func:`scan_filemap` reads, without a dict per file where the template matches."""
+    return _scan_path(path, frozenset(wanted), wanted)
+
+
+def _scan_path(path: str, keys: frozenset[bytes] | None,
+               wanted: tuple[bytes, ...] | None) -> list[tuple[str, Any]]:
     with open(path, "rb") as fh:
         buf = fh.read()
     end = _check_header(path, buf)
     if end is None:
         return []
     try:
-        return _scan(buf, end, frozenset(wanted), wanted)
+        return _scan(buf, end, keys, wanted)
     except _Repeated:
+        entries = _scan_generic(path)
+        if wanted is None:
+            return entries
         return [(src, None if meta is None else tuple(map(meta.get, wanted)))
-                for src, meta in _scan_generic(path)]
+                for src, meta in entries]
     except (ValueError, IndexError, struct.error, RecursionError) as exc:
         raise FilemapError(f"{path}: corrupt filemap ({exc})") from exc
 
