@@ -7,6 +7,7 @@ random gappy 1-D and 2-D sets, zero-padded and multi-prefix names (seeded
 
 from __future__ import annotations
 
+import gc
 import random
 
 import pytest
@@ -181,7 +182,14 @@ def test_names_without_digits_and_odd_forms() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["n[]", "n[2-1]", "n[1,,2]", "n[1-2", "n@x", "-n1", "a,,b", "n[1/2]", "n[a]"]
+    "bad",
+    [
+        "n[]", "n[2-1]", "n[1,,2]", "n[1-2", "n@x", "-n1", "a,,b", "n[1/2]", "n[a]",
+        # bracket bodies the range parser checks without a regex: each kind of flaw,
+        # in the one-bracket fast path and behind a second group
+        "n[1--2]", "n[1-2-3]", "n[-1]", "n[1-]", "n[,1]", "n[1,]", "n[1-2,-3]",
+        "n[+1]", "n[1_0]", "n[ 1]", "a[1-2],b[3--4]", "r[1-2]n[1,,2]", "r[1-2]n[+1]",
+    ],
 )
 def test_malformed_operands_raise_usage_error(bad: str) -> None:
     for call in (
@@ -192,6 +200,8 @@ def test_malformed_operands_raise_usage_error(bad: str) -> None:
         with pytest.raises(UsageError) as info:
             call()
         assert "invalid hostlist" in str(info.value)
+    with pytest.raises(UsageError):
+        hl.expand(bad)  # the same verdict on the expanding path
 
 
 def test_bad_names_in_lists_raise_usage_error() -> None:
@@ -200,6 +210,23 @@ def test_bad_names_in_lists_raise_usage_error() -> None:
             hl.fold_difference(bad, [])
         with pytest.raises(UsageError):
             hl.fold(bad)
+
+
+def test_folding_leaves_the_garbage_collector_as_it_found_it() -> None:
+    # fold and the range algebra pause the cyclic collector while they run
+    assert gc.isenabled()
+    hl.fold_difference("n[1-100]", "n[5-9]")
+    hl.fold(["n1", "n2"])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        hl.fold_union("n[1-3]", "n5")
+        assert not gc.isenabled()  # not turned on behind the caller's back
+    finally:
+        gc.enable()
+    with pytest.raises(UsageError):
+        hl.fold_union("n[3-1]")
+    assert gc.isenabled()  # restored after an error too
 
 
 def test_huge_compressed_operands_are_not_expanded() -> None:

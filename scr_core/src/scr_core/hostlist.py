@@ -42,10 +42,12 @@ result is the string :func:`fold` gives for the same names.
 
 from __future__ import annotations
 
+import functools
+import gc
 import re
 import string
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import accumulate, islice, repeat
 from itertools import compress as _select
 from operator import eq, ge, gt, lt, ne, sub
@@ -85,6 +87,30 @@ _RANGE_RE = re.compile(r"(\d+)(?:-(\d+))?")
 
 _DIGITS = string.digits
 _NONDIGITS = string.ascii_letters + "._-"
+
+
+def _without_gc(func: Callable[..., str]) -> Callable[..., str]:
+    """Run ``func`` with CPython's cyclic garbage collector paused.
+
+    Folding and range algebra allocate ~10^5 small lists, tuples and dicts
+    and make no reference cycles; each allocation burst triggers collections
+    that traverse the big lists of ints over and over (a quarter of the time
+    of a 2-D intersection at 1M names). Nothing is lost by pausing: cycles
+    made meanwhile elsewhere are collected once it is enabled again. If the
+    collector was already disabled it is left so.
+    """
+
+    @functools.wraps(func)
+    def paused(*args: object, **kwargs: object) -> str:
+        if not gc.isenabled():
+            return func(*args, **kwargs)
+        gc.disable()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return paused
 
 
 def _show(text: str, limit: int = 120) -> str:
@@ -155,7 +181,7 @@ class _Group:
         return sum(self.his) - sum(self.los) + len(self.los)
 
 
-_BODY_RE = re.compile(r"[0-9]+(?:-[0-9]+)?(?:,[0-9]+(?:-[0-9]+)?)*")
+_DROP_BODY_CHARS = str.maketrans("", "", "0123456789,-")
 _PADDED_LOW_RE = re.compile(r",0[0-9]")  # on "," + body: a zero-padded low bound
 _DROP_DIGITS = str.maketrans("", "", "0123456789")
 _NUM_RE = re.compile(r"[0-9]+")
@@ -167,18 +193,22 @@ def _parse_group(text: str, body: str) -> _Group:
     # gappy 1M-node set has ~100k ranges in one group.
     if body == "":
         raise _bad(text, "empty brackets '[]'")
-    if _BODY_RE.fullmatch(body) is None:
+    # Validated without a regex (a third of the parse at 100k ranges): only ASCII
+    # digits, "," and "-" (int() would also take "+1", "1_0" and other scripts'
+    # digits), no empty number (",,", "-5", "5-"), no "1-2-3".
+    dashes = "-" in body
+    nums = body.replace("-", ",").split(",") if dashes else body.split(",")
+    seps = body.translate(_DROP_DIGITS) if dashes else ""
+    if body.translate(_DROP_BODY_CHARS) or "" in nums or "--" in seps:
         for part in body.split(","):
             if _RANGE_RE.fullmatch(part) is None or not part.isascii():
                 raise _bad(text, f"bad range {part!r} in '[{body}]' (expected N or N-M)")
         raise _bad(text, f"bad ranges in '[{body}]' (expected N or N-M)")  # pragma: no cover
-    if "-" in body:
+    if dashes:
         # Every number, converted once; the separators between them (one-character
         # strings, which CPython does not allocate) say which numbers start a range:
         # those after a ",". A range ends just before the next one starts.
-        nums = body.replace("-", ",").split(",")
         values = list(map(int, nums))
-        seps = list(body.translate(_DROP_DIGITS))
         n = len(nums)
         lo_at = [0, *_select(range(1, n), map(eq, seps, repeat(",")))]
         hi_at = list(map((-1).__add__, islice(lo_at, 1, None)))
@@ -190,7 +220,7 @@ def _parse_group(text: str, body: str) -> _Group:
             i = next(i for i, (lo, hi) in enumerate(zip(los, his)) if lo > hi)
             raise _bad(text, f"range '{los_s[i]}-{nums[hi_at[i]]}' is decreasing")
     else:
-        los_s = body.split(",")
+        los_s = nums
         los = his = list(map(int, los_s))
     padded = _PADDED_LOW_RE.search("," + body) is not None
     return _Group(los, his, list(map(len, los_s)) if padded else None)
@@ -599,6 +629,7 @@ def _natural_key(text: str) -> list:
     return parts
 
 
+@_without_gc
 def fold(names: str | Iterable[str], multidim: bool = False) -> str:
     """Return a compressed hostlist string for ``names``: ``n[1-3,5]``.
 
@@ -1111,6 +1142,7 @@ def _format(rs: _RangeSet) -> str:
     return _join_sorted(done)
 
 
+@_without_gc
 def _fold_op(op: str, a: str | Iterable[str], others: tuple[str | Iterable[str], ...]) -> str:
     acc = _rangeset(a)
     for other in others:
