@@ -154,6 +154,73 @@ def test_expand_million_names() -> None:
     assert names[1000] == "r2n0001"
 
 
+# Long ranges are where expand_joined copies blocks of 1,000 from a template:
+# ranges that start and end inside, on and around block edges, from 0, padded
+# to fewer, exactly and more digits than the block's three, behind other groups.
+JOINED_CASES = [
+    *REFERENCE_CASES,
+    "n[1-1000000]",
+    "n[0-4000]",
+    "n[999-5001]",
+    "n[1000-3999]",
+    "n[1000-4000],n[2-3],n2",
+    "n[0998-123456]x",
+    "n[07-12345]",
+    "n[0000001-0010000]",
+    "r[1-3]n[0001-5000].ib",
+    "r[1-2]-[3-4]x[0-3000]",
+    "rack[1-4]n[001-250],login,rack[2-3]n[001-250]",
+    "a b\nc[1-3000]",
+]
+
+
+@pytest.mark.parametrize("text", JOINED_CASES)
+@pytest.mark.parametrize("sep", [",", "\n", " :: ", "", "\x00", "\x01x"])
+def test_expand_joined_is_the_joined_expansion(text: str, sep: str) -> None:
+    assert hl.expand_joined(text, sep) == sep.join(hl.expand(text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["n", "rack", "", "x-", "r1n"]),
+            st.lists(
+                st.tuples(st.integers(0, 30_000), st.integers(0, 9_000), st.integers(1, 7)),
+                min_size=1,
+                max_size=3,
+            ),
+            st.sampled_from(["", ".ib", "x"]),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    st.sampled_from([",", "\n", " "]),
+)
+def test_expand_joined_hypothesis(items: list, sep: str) -> None:
+    parts = []
+    for head, ranges, lit, two_groups in items:
+        body = ",".join(f"{lo:0{w}d}-{lo + n:0{w}d}" for lo, n, w in ranges)
+        parts.append(("r[1-2]" if two_groups else "") + f"{head}[{body}]{lit}")
+    text = ",".join(parts)
+    assert hl.expand_joined(text, sep) == sep.join(hl.expand(text))
+
+
+@pytest.mark.parametrize("text", ["n[1-3", "n[3-1]", "n[1--2]", "a,,b", "n[1-10000001]", "n@x"])
+def test_expand_joined_rejects_what_expand_rejects(text: str) -> None:
+    with pytest.raises(UsageError) as joined:
+        hl.expand_joined(text)
+    with pytest.raises(UsageError) as listed:
+        hl.expand(text)
+    assert str(joined.value) == str(listed.value)
+
+
+def test_expand_joined_empty_and_plain() -> None:
+    assert hl.expand_joined("") == hl.expand_joined("  ") == ""
+    assert hl.expand_joined("b a", ";") == "b;a"
+
+
 def test_cap_is_checked_before_expanding() -> None:
     with pytest.raises(UsageError):
         hl.expand("n[1-999999999999]")  # would exhaust memory if generated

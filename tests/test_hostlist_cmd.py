@@ -8,6 +8,8 @@ import pytest
 from scr_core.cli import hostlist_cmd
 from scr_core.errors import UsageError
 
+from scr_core import hostlist
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scr hostlist")
@@ -35,6 +37,14 @@ def test_expand(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(capsys, "-e", "-d", "\\n", "n[1-3]") == "n1\nn2\nn3"
     assert cli(capsys, "-e", "--delimiter", "\\t", "n[1-2]") == "n1\tn2"
     assert cli(capsys, "-e", "-d", ":", "n[1-2]") == "n1:n2"
+    assert cli(capsys, "-e", "n1", "", "  ", "n2") == "n1,n2"  # empty lists add nothing
+    assert cli(capsys, "-e", "", "") == ""
+
+
+def test_expand_long_ranges_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    # Long ranges are written from templates: the same text as the names joined.
+    out = cli(capsys, "-e", "-d", "\\n", "r[1-2]n[0998-3001]", "x[5-2500]")
+    assert out.split("\n") == hostlist.expand("r[1-2]n[0998-3001],x[5-2500]")
 
 
 def test_count(capsys: pytest.CaptureFixture[str]) -> None:

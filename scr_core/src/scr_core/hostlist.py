@@ -60,6 +60,7 @@ __all__ = [
     "count",
     "difference",
     "expand",
+    "expand_joined",
     "fold",
     "fold_difference",
     "fold_intersection",
@@ -355,6 +356,74 @@ def expand(text: str) -> list[str]:
         else:
             names.extend(_expand_item(item))
     return names
+
+
+# Templates for expand_joined: a run of names written once with a marker where
+# the part that changes goes, then copied by C-level str.replace. The markers
+# are control characters, which validated names never contain.
+_HEAD_MARK = "\x00"  # where a head (the names' text before the last group) goes
+_BLOCK_MARK = "\x01"  # where the digits above a block's last three go
+_BLOCK = 1000  # values per block: 10**3, so a block's last three digits run 000-999
+
+
+def _run_text(head: str, lo: int, hi: int, width: int, lit: str, sep: str) -> str:
+    """``sep.join`` of ``head`` + each of ``lo..hi`` (zero-padded to ``width``) + ``lit``."""
+    if width <= 1:
+        return sep.join([f"{head}{i}{lit}" for i in range(lo, hi + 1)])
+    return sep.join(map(f"{head}%0{width}d{lit}".__mod__, range(lo, hi + 1)))
+
+
+def _range_text(head: str, lo: int, hi: int, width: int, lit: str, sep: str) -> str:
+    # Whole blocks of 1,000 values (from 1000 up, where the digits are always
+    # the block's number, padded to width - 3, then three digits) are copies of
+    # one template with the block's number put in; the ends are written out.
+    first = max(-(-lo // _BLOCK), 1)  # the first whole block
+    last = (hi + 1) // _BLOCK - 1  # the last whole block
+    if last - first < 2:  # too few to be worth a template
+        return _run_text(head, lo, hi, width, lit, sep)
+    template = sep.join(
+        [f"{head}{_BLOCK_MARK}{j:03d}{lit}" for j in range(_BLOCK)]
+    )
+    numbers = map(f"%0{max(width - 3, 1)}d".__mod__, range(first, last + 1))
+    pieces = list(map(template.replace, repeat(_BLOCK_MARK), numbers))
+    if lo < first * _BLOCK:
+        pieces.insert(0, _run_text(head, lo, first * _BLOCK - 1, width, lit, sep))
+    if hi > (last + 1) * _BLOCK - 1:
+        pieces.append(_run_text(head, (last + 1) * _BLOCK, hi, width, lit, sep))
+    return sep.join(pieces)
+
+
+def _item_text(segs: list, sep: str) -> str:
+    """``sep.join(_expand_item(segs))``, building the text of the last group by templates."""
+    group, lit = segs[-2], segs[-1]
+    heads = _expand_item(segs[:-2]) if len(segs) > 3 else [segs[0]]
+    head = heads[0] if len(heads) == 1 else _HEAD_MARK
+    text = sep.join([_range_text(head, lo, hi, width, lit, sep) for lo, hi, width in group])
+    if len(heads) == 1:
+        return text
+    # rack[1-4000]n[001-250]: the 250 tails once, copied with each rack's head put in
+    return sep.join(map(text.replace, repeat(_HEAD_MARK), heads))
+
+
+def expand_joined(text: str, sep: str = ",") -> str:
+    """``sep.join(expand(text))``, without making a string object per name.
+
+    What ``scr hostlist -e`` prints. The text of long ranges is copied from
+    templates by C-level ``str.replace`` (1M names: a tenth of the time of
+    building the list), so it pays where the names are only written out: a
+    hostfile, a pipe, a terminal. Malformed input raises :class:`UsageError`
+    as :func:`expand` does.
+    """
+    norm = _normalise(text)
+    if norm == "":
+        return ""
+    items = _parse(norm, text)
+    if "[" not in norm:  # _parse returned plain names
+        return sep.join(items)
+    _checked_size(text, items)
+    if _HEAD_MARK in sep or _BLOCK_MARK in sep:  # the templates need the markers unique
+        return sep.join(expand(text))
+    return sep.join([item if isinstance(item, str) else _item_text(item, sep) for item in items])
 
 
 def count(hosts: str | Iterable[str]) -> int:

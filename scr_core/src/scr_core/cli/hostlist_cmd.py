@@ -6,7 +6,9 @@ are reported in one line with exit code 2 instead of a traceback, and the
 folded output keeps zero padding (SCR dropped it: ``n[08-10]`` became
 ``n[8-10]``, naming other nodes). The folded output (the default, also with
 ``--minus``/``--intersection``) is computed on ranges, without expanding the
-hostlists (``hostlist.fold_difference`` and friends).
+hostlists (``hostlist.fold_difference`` and friends); plain ``--expand``
+writes the names' text without a string object per name
+(``hostlist.expand_joined``).
 """
 
 from __future__ import annotations
@@ -132,6 +134,12 @@ def run(args: argparse.Namespace) -> int:
         # Folding sorts and merges, so the order and repeats the other outputs
         # keep do not matter: set algebra on ranges gives the same string.
         print(_folded(args))
+        return 0
+    if args.expand and not (args.minus or args.intersection or args.size is not None):
+        # Only written out: the text is built without a string object per name.
+        sep = _delimiter(args.delimiter)
+        texts = [hostlist.expand_joined(text, sep) for text in args.hosts]
+        print(sep.join([text for text in texts if text]))
         return 0
     names = _select(args)
     if args.expand:
