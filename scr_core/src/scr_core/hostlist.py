@@ -50,7 +50,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from itertools import accumulate, islice, repeat
 from itertools import compress as _select
-from operator import eq, ge, gt, lt, ne, sub
+from operator import eq, ge, gt, lt, sub
 
 from scr_core.errors import UsageError
 
@@ -495,25 +495,26 @@ def join(names: Iterable[str], sep: str = ",") -> str:
 def _runs(values: list[int]) -> tuple[list[int], list[int]]:
     """Maximal runs of consecutive values of ``values`` (any order, repeats allowed).
 
-    Returns parallel sorted lists of lows and highs. Run detection is done by
-    C-level ``map``s: ``v[i] - i`` is constant along a run and non-decreasing
-    exactly when the values are strictly increasing, so sorted input is
-    recognised without sorting, and run starts are where ``v[i] - i`` changes.
+    Returns parallel sorted lists of lows and highs. The steps between
+    neighbours are computed by one C-level ``map`` (mostly 1: small ints are
+    cached by CPython, so this allocates next to nothing); a run starts after
+    every step that is not 1, and the input was strictly increasing exactly
+    when none of those steps is below 1, so sorted input is never sorted.
     """
     n = len(values)
     first, last = values[0], values[-1]
     if last - first == n - 1 and values == list(range(first, last + 1)):
         return [first], [last]  # the common case: sorted, one block
-    keys = list(map(sub, values, range(n)))
-    if keys != sorted(keys):  # not strictly increasing: sort and drop repeats
-        values = sorted(set(values))
+    steps = list(map(sub, islice(values, 1, None), values))
+    starts = [i for i, step in enumerate(steps, 1) if step != 1]
+    if starts and min(map(steps.__getitem__, map((-1).__add__, starts))) < 1:
+        values = sorted(set(values))  # not strictly increasing: sort and drop repeats
         n = len(values)
-        keys = list(map(sub, values, range(n)))
-    if keys[0] == keys[-1]:  # the common case: one block
-        return [values[0]], [values[-1]]
-    starts = [0, *_select(range(1, n), map(ne, keys, islice(keys, 1, None)))]
-    ends = list(map((-1).__add__, islice(starts, 1, None)))
+        steps = list(map(sub, islice(values, 1, None), values))
+        starts = [i for i, step in enumerate(steps, 1) if step != 1]
+    ends = list(map((-1).__add__, starts))
     ends.append(n - 1)
+    starts.insert(0, 0)
     return list(map(values.__getitem__, starts)), list(map(values.__getitem__, ends))
 
 
@@ -613,7 +614,13 @@ _BLOCK_RE = re.compile(
 )
 # (Plain character classes and literal prefixes: the regex engine scans those
 # fast; alternations and MULTILINE anchors cost 10x more per character.)
-_NON_DIGIT_RE = re.compile(r"[^0-9\n]")
+_DIGITS_AND_NEWLINE = b"0123456789\n"
+
+
+def _digit_lines(text: str) -> bool:
+    """Whether ``text`` holds only ASCII digits and newlines (10x faster than a regex)."""
+    return text.isascii() and not text.encode("ascii").translate(None, _DIGITS_AND_NEWLINE)
+
 _PADDED_LINE_RE = re.compile(r"\n0[0-9]")  # on "\n" + lines: a zero-padded line
 
 
@@ -650,7 +657,7 @@ def _first_level(names: list[str], joined: str) -> dict[tuple[str, str], list[st
         parts[-1] = parts[-1][: len(parts[-1]) - len(suffix)]
         if len(parts) == n and "" not in parts:
             body = "\n".join(parts)
-            if _NON_DIGIT_RE.search(body) is None:
+            if _digit_lines(body):
                 if not _key_valid(stem, suffix):
                     return None
                 return {(stem, suffix): _Digits(parts, body)}
