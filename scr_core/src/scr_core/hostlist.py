@@ -47,7 +47,7 @@ import gc
 import re
 import string
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate, islice, repeat
 from itertools import compress as _select
 from operator import eq, ge, gt, lt, sub
@@ -365,60 +365,75 @@ def expand(text: str) -> list[str]:
     return names
 
 
-# Templates for expand_joined: a run of names written once with a marker where
-# the part that changes goes, cut at the markers; each copy is then one C-level
-# str.join of the pieces with that part (2.5x faster than str.replace, which
-# searches). The markers are control characters, which names never contain.
+# expand_joined builds its text from pieces, each starting with the separator
+# (the first piece's is cut off). A run of names is written once as a template
+# with a marker where the part that changes goes, cut at the markers; each copy
+# is one C-level str.join of those cuts with that part (2.5x faster than
+# str.replace, which searches). The markers are control characters, which
+# names never contain (a separator holding one falls back to joining names).
 _HEAD_MARK = "\x00"  # where a head (the names' text before the last group) goes
 _BLOCK_MARK = "\x01"  # where the digits above a block's last three go
 _BLOCK = 1000  # values per block: 10**3, so a block's last three digits run 000-999
 
 
-def _run_text(head: str, lo: int, hi: int, width: int, lit: str, sep: str) -> str:
-    """``sep.join`` of ``head`` + each of ``lo..hi`` (zero-padded to ``width``) + ``lit``."""
+def _run_piece(head: str, lo: int, hi: int, width: int, lit: str, sep: str) -> str:
+    """``sep`` + ``head`` + each of ``lo..hi`` (zero-padded to ``width``) + ``lit``, all one str."""
     if width <= 1:
-        return sep.join([f"{head}{i}{lit}" for i in range(lo, hi + 1)])
-    return sep.join(map(f"{head}%0{width}d{lit}".__mod__, range(lo, hi + 1)))
+        return "".join([f"{sep}{head}{i}{lit}" for i in range(lo, hi + 1)])
+    return "".join(map(f"{sep}{head}%0{width}d{lit}".__mod__, range(lo, hi + 1)))
 
 
-def _range_text(head: str, lo: int, hi: int, width: int, lit: str, sep: str) -> str:
+def _range_pieces(head: str, lo: int, hi: int, width: int, lit: str, sep: str) -> Iterator[str]:
     # Whole blocks of 1,000 values (from 1000 up, where the digits are always
     # the block's number, padded to width - 3, then three digits) are copies of
     # one template with the block's number put in; the ends are written out.
     first = max(-(-lo // _BLOCK), 1)  # the first whole block
     last = (hi + 1) // _BLOCK - 1  # the last whole block
     if last - first < 2:  # too few to be worth a template
-        return _run_text(head, lo, hi, width, lit, sep)
-    template = sep.join([f"{head}{_BLOCK_MARK}{j:03d}{lit}" for j in range(_BLOCK)])
-    numbers = map(f"%0{max(width - 3, 1)}d".__mod__, range(first, last + 1))
-    pieces = list(map(str.join, numbers, repeat(template.split(_BLOCK_MARK))))
+        yield _run_piece(head, lo, hi, width, lit, sep)
+        return
     if lo < first * _BLOCK:
-        pieces.insert(0, _run_text(head, lo, first * _BLOCK - 1, width, lit, sep))
+        yield _run_piece(head, lo, first * _BLOCK - 1, width, lit, sep)
+    cuts = "".join([f"{sep}{head}{_BLOCK_MARK}{j:03d}{lit}" for j in range(_BLOCK)]).split(
+        _BLOCK_MARK
+    )
+    numbers = map(f"%0{max(width - 3, 1)}d".__mod__, range(first, last + 1))
+    yield from map(str.join, numbers, repeat(cuts))
     if hi > (last + 1) * _BLOCK - 1:
-        pieces.append(_run_text(head, (last + 1) * _BLOCK, hi, width, lit, sep))
-    return sep.join(pieces)
+        yield _run_piece(head, (last + 1) * _BLOCK, hi, width, lit, sep)
 
 
-def _item_text(segs: list, sep: str) -> str:
-    """``sep.join(_expand_item(segs))``, building the text of the last group by templates."""
+def _item_pieces(segs: list, sep: str) -> Iterator[str]:
+    """The pieces of one bracketed item's names (see above), in the order written."""
     group, lit = segs[-2], segs[-1]
     heads = _expand_item(segs[:-2]) if len(segs) > 3 else [segs[0]]
-    head = heads[0] if len(heads) == 1 else _HEAD_MARK
-    text = sep.join([_range_text(head, lo, hi, width, lit, sep) for lo, hi, width in group])
-    if len(heads) == 1:
-        return text
+    # With several heads the last group's text is one template with a marker for
+    # the head, cut into one piece per name: worth it unless the group is so big
+    # (r[1-2]n[1-1000000]) that making each head's names from blocks costs less.
+    if len(heads) == 1 or group.size() > len(heads) * _BLOCK:
+        for head in heads:
+            for lo, hi, width in group:
+                yield from _range_pieces(head, lo, hi, width, lit, sep)
+        return
     # rack[1-4000]n[001-250]: the 250 tails once, copied with each rack's head put in
-    return sep.join(map(str.join, heads, repeat(text.split(_HEAD_MARK))))
+    text = "".join(
+        [
+            piece
+            for lo, hi, width in group
+            for piece in _range_pieces(_HEAD_MARK, lo, hi, width, lit, sep)
+        ]
+    )
+    yield from map(str.join, heads, repeat(text.split(_HEAD_MARK)))
 
 
 def expand_joined(text: str, sep: str = ",") -> str:
     """``sep.join(expand(text))``, without making a string object per name.
 
-    What ``scr hostlist -e`` prints. The text of long ranges is copied from
-    templates by C-level ``str.join`` (1M names: a tenth of the time of
-    building the list), so it pays where the names are only written out: a
-    hostfile, a pipe, a terminal. Malformed input raises :class:`UsageError`
-    as :func:`expand` does.
+    What ``scr hostlist -e`` prints. Long ranges are copied from templates by
+    C-level ``str.join`` (1M names: a tenth of the time of building the
+    list), so it pays where the names are only written out: a hostfile, a
+    pipe, a terminal. Malformed input raises :class:`UsageError` as
+    :func:`expand` does.
     """
     norm = _normalise(text)
     if norm == "":
@@ -429,7 +444,19 @@ def expand_joined(text: str, sep: str = ",") -> str:
     _checked_size(text, items)
     if _HEAD_MARK in sep or _BLOCK_MARK in sep:  # the templates need the markers unique
         return sep.join(expand(text))
-    return sep.join([item if isinstance(item, str) else _item_text(item, sep) for item in items])
+
+    def pieces() -> Iterator[str]:
+        for item in items:
+            if isinstance(item, str):
+                yield sep + item
+            else:
+                yield from _item_pieces(item, sep)
+
+    # One join of all pieces: the text is copied once (an append loop would rely on
+    # CPython resizing in place, and be quadratic where it does not).
+    parts = list(pieces())
+    parts[0] = parts[0][len(sep) :]
+    return "".join(parts)
 
 
 def count(hosts: str | Iterable[str]) -> int:
@@ -626,6 +653,7 @@ _DIGITS_AND_NEWLINE = b"0123456789\n"
 def _digit_lines(text: str) -> bool:
     """Whether ``text`` holds only ASCII digits and newlines (10x faster than a regex)."""
     return text.isascii() and not text.encode("ascii").translate(None, _DIGITS_AND_NEWLINE)
+
 
 _PADDED_LINE_RE = re.compile(r"\n0[0-9]")  # on "\n" + lines: a zero-padded line
 
