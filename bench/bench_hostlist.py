@@ -277,7 +277,7 @@ def _mode(quick: bool, full: bool) -> dict:
                 "budget": 0.3}
     if full:
         return {"sizes": SIZES, "cap": 30.0,
-                "repeats": {1_000: 9, 10_000: 7, 100_000: 5, 1_000_000: 3},
+                "repeats": {1_000: 9, 10_000: 7, 100_000: 5, 1_000_000: 7},
                 "budget": 6.0}
     return {"sizes": SIZES[:3], "cap": 2.0, "repeats": {1_000: 5, 10_000: 5, 100_000: 3},
             "budget": 0.8}
