@@ -20,7 +20,9 @@ Node names may contain only ``A-Z a-z 0-9 . _ -`` and must not start with
 ``-``, so that any name is safe as one argv word and inside a hostlist.
 
 :func:`expand` keeps the order written and keeps duplicates (unlike
-ClusterShell's ``NodeSet``, which sorts and merges); :func:`unique` drops
+ClusterShell's ``NodeSet``, which sorts and merges); :func:`expand_joined`
+gives the same names as one string with a separator, built from templates
+without a ``str`` per name (for writing them out); :func:`unique` drops
 repeats keeping first occurrences. The list set operations (:func:`difference`,
 :func:`intersection`, :func:`union`) work on plain Python lists and sets, keep
 the order of their first argument, and run in O(n): ClusterShell set algebra
