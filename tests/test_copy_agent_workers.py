@@ -130,14 +130,19 @@ def test_unreadable_file_is_reported_and_dataset_not_complete(alloc, prefix, pro
     assert bad in "\n".join(res.describe())
 
 
+def vnode1_control_dir(alloc: LocalAllocation) -> str:
+    """Where the agent on vnode1 finds the cache index: <node storage>/<user>/scr.<jobid>."""
+    return os.path.join(local_storage(alloc.path, ["vnode1"])["vnode1"],
+                        os.environ.get("USER") or getpass.getuser(), f"scr.{alloc.job_id}")
+
+
 def test_in_process_agent_forwards_worker_output(alloc, prefix):
     """Workers' JSON lines and stderr lines reach the agent's own streams."""
     ds = mixed_dataset(alloc, prefix)
     bad = ds.files[3][0]
     os.unlink(ds.cache_files[bad])
     out, err = io.StringIO(), io.StringIO()
-    cntl = os.path.join(local_storage(alloc.path, ["vnode1"])["vnode1"],
-                        os.environ.get("USER") or getpass.getuser(), f"scr.{alloc.job_id}")
+    cntl = vnode1_control_dir(alloc)
     agent = CopyAgent(DSET, cntl, str(prefix), sync="none", out=out, err=err, procs=2,
                       node="vnode1")
     assert agent.run() == 1
@@ -157,8 +162,7 @@ class _DyingAgent(CopyAgent):
 def test_a_killed_worker_fails_the_agent(alloc, prefix):
     mixed_dataset(alloc, prefix)
     out, err = io.StringIO(), io.StringIO()
-    cntl = os.path.join(local_storage(alloc.path, ["vnode1"])["vnode1"],
-                        os.environ.get("USER") or getpass.getuser(), f"scr.{alloc.job_id}")
+    cntl = vnode1_control_dir(alloc)
     agent = _DyingAgent(DSET, cntl, str(prefix), sync="none", out=out, err=err, procs=2,
                         node="vnode1")
     assert agent.run() == 1

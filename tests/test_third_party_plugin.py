@@ -54,28 +54,37 @@ def _run(argv, **kw):
     return subprocess.run(argv, capture_output=True, text=True, timeout=600, **kw)
 
 
-@pytest.fixture(scope="module")
-def venv(tmp_path_factory):
-    base = tmp_path_factory.mktemp("thirdparty")
-    dist = base / "acme-scr"
-    pkg = dist / "acme_scr"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "plugin.py").write_text(PLUGIN)
-    (pkg / "backend.py").write_text(BACKEND)
-    (dist / "pyproject.toml").write_text(textwrap.dedent("""
+def write_dist(base: Path, name: str, version: str, modules: dict, dependencies=()) -> Path:
+    """A setuptools source tree for distribution ``name`` with one package of ``modules``
+    whose ``plugin`` module is registered as an ``scr.plugins`` entry point."""
+    package = name.replace("-", "_")
+    dist = base / name
+    (dist / package).mkdir(parents=True)
+    (dist / package / "__init__.py").write_text("")
+    for module, text in modules.items():
+        (dist / package / f"{module}.py").write_text(text)
+    deps = f"dependencies = {json.dumps(list(dependencies))}\n" if dependencies else ""
+    (dist / "pyproject.toml").write_text(textwrap.dedent(f"""\
         [build-system]
         requires = ["setuptools>=64"]
         build-backend = "setuptools.build_meta"
         [project]
-        name = "acme-scr"
-        version = "1.2.3"
-        dependencies = ["scr-core"]
+        name = "{name}"
+        version = "{version}"
+        """) + deps + textwrap.dedent(f"""\
         [project.entry-points."scr.plugins"]
-        acme = "acme_scr.plugin"
+        {name.split("-")[0]} = "{package}.plugin"
         [tool.setuptools]
-        packages = ["acme_scr"]
-    """))
+        packages = ["{package}"]
+        """))
+    return dist
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory):
+    base = tmp_path_factory.mktemp("thirdparty")
+    dist = write_dist(base, "acme-scr", "1.2.3", {"plugin": PLUGIN, "backend": BACKEND},
+                      dependencies=["scr-core"])
     env_dir = base / "venv"
     r = _run([sys.executable, "-m", "venv", str(env_dir)])
     assert r.returncode == 0, r.stderr
@@ -128,23 +137,9 @@ def test_no_foreign_plugin_module_imported(venv):
 
 def test_cache_follows_pip_install_and_uninstall(venv, tmp_path):
     """The entry-point cache (on, in HOME/.cache/scr) sees a real pip install and uninstall."""
-    dist = tmp_path / "beta-scr"
-    (dist / "beta_scr").mkdir(parents=True)
-    (dist / "beta_scr" / "__init__.py").write_text("")
-    (dist / "beta_scr" / "plugin.py").write_text(
-        "from scr_core.hookspecs import hookimpl\n")  # a plugin providing nothing yet
-    (dist / "pyproject.toml").write_text(textwrap.dedent("""
-        [build-system]
-        requires = ["setuptools>=64"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "beta-scr"
-        version = "0.1"
-        [project.entry-points."scr.plugins"]
-        beta = "beta_scr.plugin"
-        [tool.setuptools]
-        packages = ["beta_scr"]
-    """))
+    # a plugin providing nothing yet
+    dist = write_dist(tmp_path, "beta-scr", "0.1",
+                      {"plugin": "from scr_core.hookspecs import hookimpl\n"})
     scr, py = str(venv / "bin" / "scr"), str(venv / "bin" / "python")
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home")}
 
