@@ -209,9 +209,9 @@ def _case(label: str, ranks: int, files_per_rank: int, size: int, rounds: int, *
         rows = []
         ref = samples["cp"].median
         o = samples["ours"].median
-        from scr_core.copy_agent import CRC_IMPL, MAX_AUTO_PROCS, usable_cpus
+        from scr_core.copy_agent import CRC_IMPL, default_procs
 
-        procs = min(usable_cpus(), MAX_AUTO_PROCS)
+        procs = default_procs()
 
         rows.append(common.make_row(
             NAME, f"{label}: copy agent, CRC on ({what})", o, REFERENCE, ref, target,

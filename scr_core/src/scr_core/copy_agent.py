@@ -101,6 +101,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
 from .kvtree import c_atoi
+from .records import Record
 
 if TYPE_CHECKING:
     import argparse
@@ -142,6 +143,11 @@ def usable_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def default_procs() -> int:
+    """Worker processes when none are asked for: one per usable CPU, at most MAX_AUTO_PROCS."""
+    return min(usable_cpus(), MAX_AUTO_PROCS)
 
 
 _RETRY = object()  # _copy_whole: take the general path
@@ -322,7 +328,7 @@ def _syncfs(path: str) -> None:
 # --------------------------------------------------------------------------- the agent
 
 
-class FileTask:
+class FileTask(Record):
     """One data file of a filemap, and where it goes.
 
     A plain class with slots, not a dataclass: ``dataclasses`` (and ``inspect``) would add
@@ -330,6 +336,8 @@ class FileTask:
 
     __slots__ = ("atime_ns", "dst", "expected_crc", "gid", "mode", "mtime_ns", "problem",
                  "rank", "rel", "size", "src", "uid")
+    _fields = ("rank", "src", "dst", "rel", "size", "expected_crc", "mode", "uid", "gid",
+               "atime_ns", "mtime_ns", "problem")
 
     def __init__(self, rank: int, src: str, dst: str, rel: str, size: int,
                  expected_crc: int | None, mode: int | None = None, uid: int | None = None,
@@ -339,18 +347,6 @@ class FileTask:
         self.expected_crc, self.mode, self.uid, self.gid = expected_crc, mode, uid, gid
         self.atime_ns, self.mtime_ns = atime_ns, mtime_ns
         self.problem = problem  # known bad before copying (incomplete, outside prefix...)
-
-    def _key(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, FileTask) and self._key() == other._key()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"FileTask({fields})"
 
 
 class Stats:
@@ -413,7 +409,6 @@ _json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 # the META keys a copy needs (FileTask's fields), in the order CopyAgent._task reads them
 TASK_ORDER = (b"PATH", b"NAME", b"SIZE", b"RANK", b"CRC", b"ATIME_SECS", b"ATIME_NSECS",
               b"MTIME_SECS", b"MTIME_NSECS", b"MODE", b"UID", b"GID", b"COMPLETE")
-TASK_KEYS = frozenset(TASK_ORDER)
 _HEX = re.compile(rb"[0-9a-fA-F]+")
 _HEX8 = re.compile(rb"[0-9a-fA-F]{1,8}")
 _MULTI = object()  # a META key with several values, or a nested one: no single value
@@ -439,20 +434,15 @@ def _skip(buf: bytes, pos: int, end: int, count: int, depth: int = 0) -> int:
     return pos
 
 
-def scan_filemap(path: str, keys: frozenset[bytes] | None = None,
-                 ) -> list[tuple[str, RawMeta | None]]:
+def scan_filemap(path: str) -> list[tuple[str, RawMeta | None]]:
     """``[(cache path, META as {key bytes: value bytes})]`` of a filemap, in file order.
-
-    With ``keys``, META may hold only those keys (the others are checked, not returned):
-    an entry whose META lists the same keys in the same order as the entry before it is
-    then read by one regex match (``_template``), ~5x faster than collecting every pair.
 
     Header and CRC are checked as KVTree does (kvtree.md §2-3). A key with several values
     (or a nested one) maps to an opaque marker, so reading it as one value gives None, as
     ``kvtree_util_get_*`` fails then. A filemap whose FILE list repeats a path (C merges
     those) is read with the general KVTree reader instead. Raises ``FilemapError``.
     """
-    return _scan_path(path, keys, None)
+    return _scan_path(path, None)
 
 
 def _check_header(path: str, buf: bytes) -> int | None:
@@ -490,39 +480,37 @@ class _Repeated(Exception):
     pass
 
 
-_TEMPLATES: dict[tuple[tuple[bytes, ...], frozenset[bytes], tuple[bytes, ...] | None],
+_TEMPLATES: dict[tuple[tuple[bytes, ...], tuple[bytes, ...]],
                  tuple[re.Pattern, tuple[bytes, ...], tuple[str, ...] | None]] = {}
 
 
-def _template(order: tuple[bytes, ...], keys: frozenset[bytes],
-              wanted: tuple[bytes, ...] | None = None,
+def _template(order: tuple[bytes, ...], wanted: tuple[bytes, ...],
               ) -> tuple[re.Pattern, tuple[bytes, ...], tuple[str, ...] | None]:
     """(regex matching a META of exactly these plain pairs in this order, capturing the
-    values of ``keys``; the captured keys in group order; when every key of ``wanted`` is
-    captured, the group names that give their values in ``wanted``'s order, else None)."""
-    found = _TEMPLATES.get((order, keys, wanted))
+    values of the keys of ``wanted``; the captured keys in group order; when every key of
+    ``wanted`` is captured, the group names that give their values in ``wanted``'s order,
+    else None)."""
+    found = _TEMPLATES.get((order, wanted))
     if found is None:
-        index = {k: j for j, k in enumerate(wanted or ())}
+        index = {k: j for j, k in enumerate(wanted)}
         parts = []
         for key in order:
-            if key in index:
-                value = b"(?P<g%d>[^\0]*)" % index[key]
-            elif key in keys:
-                value = rb"([^\0]*)"
-            else:
-                value = rb"[^\0]*"
+            value = b"(?P<g%d>[^\0]*)" % index[key] if key in index else rb"[^\0]*"
             parts.append(re.escape(key) + rb"\0\0\0\0\x01" + value + rb"\0\0\0\0\0")
         groups = None
-        if wanted is not None and all(k in order for k in wanted):
+        if all(k in order for k in wanted):
             groups = tuple(f"g{j}" for j in range(len(wanted)))
-        found = (re.compile(b"".join(parts)), tuple(k for k in order if k in keys), groups)
+        found = (re.compile(b"".join(parts)), tuple(k for k in order if k in index), groups)
         if len(_TEMPLATES) < 64:
-            _TEMPLATES[(order, keys, wanted)] = found
+            _TEMPLATES[(order, wanted)] = found
     return found
 
 
-def _scan(buf: bytes, end: int, keys: frozenset[bytes] | None = None,
-          wanted: tuple[bytes, ...] | None = None) -> list[tuple[str, Any]]:
+def _scan(buf: bytes, end: int, wanted: tuple[bytes, ...] | None = None,
+          ) -> list[tuple[str, Any]]:
+    # With ``wanted``, an entry whose META lists the same keys in the same order as the
+    # entry before it is read by one regex match (``_template``), ~5x faster than
+    # collecting every pair.
     tmpl_count = -1  # the META pair count the current template matches
     tmpl: re.Pattern | None = None
     tmpl_names: tuple[bytes, ...] = ()
@@ -576,9 +564,8 @@ def _scan(buf: bytes, end: int, keys: frozenset[bytes] | None = None,
                     meta = dict(findall(buf, pos, block.end()))
                     if len(meta) == mc:  # no repeated key
                         pos = block.end()
-                        if keys is not None:
-                            tmpl, tmpl_names, tmpl_groups = _template(tuple(meta), keys,
-                                                                      wanted)
+                        if wanted is not None:
+                            tmpl, tmpl_names, tmpl_groups = _template(tuple(meta), wanted)
                             tmpl_count = mc
                         continue
                 meta = {}
@@ -606,18 +593,17 @@ def scan_filemap_values(path: str, wanted: tuple[bytes, ...],
                         ) -> list[tuple[str, tuple | None]]:
     """``[(cache path, META values of the keys in ``wanted``, None where absent)]``: what
     :func:`scan_filemap` reads, without a dict per file where the template matches."""
-    return _scan_path(path, frozenset(wanted), wanted)
+    return _scan_path(path, wanted)
 
 
-def _scan_path(path: str, keys: frozenset[bytes] | None,
-               wanted: tuple[bytes, ...] | None) -> list[tuple[str, Any]]:
+def _scan_path(path: str, wanted: tuple[bytes, ...] | None) -> list[tuple[str, Any]]:
     with open(path, "rb") as fh:
         buf = fh.read()
     end = _check_header(path, buf)
     if end is None:
         return []
     try:
-        return _scan(buf, end, keys, wanted)
+        return _scan(buf, end, wanted)
     except _Repeated:
         entries = _scan_generic(path)
         if wanted is None:
@@ -713,7 +699,7 @@ class CopyAgent:
         self.dataset_id = dataset_id
         cpus = usable_cpus()
         # worker processes: each copies its share of the files in one thread
-        self.procs = procs if procs > 0 else min(cpus, MAX_AUTO_PROCS)
+        self.procs = procs if procs > 0 else default_procs()
         if pipeline == "auto":  # a pipeline per file only when spare CPUs are left
             pipeline = "on" if cpus >= 4 and self.procs == 1 else "off"
         self.pipeline = pipeline == "on"

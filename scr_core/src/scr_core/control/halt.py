@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from scr_core.control.paths import PathLike, halt_path, path_str
+from scr_core.control.paths import PathLike, halt_file, path_str
 from scr_core.errors import ControlFileError
 from scr_core.records import Record
 
@@ -170,7 +170,7 @@ class HaltFile:
 
     @classmethod
     def for_prefix(cls, prefix: PathLike) -> HaltFile:
-        return cls(halt_path(prefix))
+        return cls(halt_file(prefix))
 
     def exists(self) -> bool:
         return os.path.exists(self._name)

@@ -48,10 +48,9 @@ def end_time_of(job: Any) -> int:
 
 def halt_check(job: Any, now: float | None = None, end_time: int | None = None) -> str | None:
     from ..control.halt import HaltFile, halt_reason
-    from ..control.paths import halt_file
 
     now = time.time() if now is None else now
-    state = HaltFile(halt_file(job.prefix)).read()
+    state = HaltFile.for_prefix(job.prefix).read()
     end = end_time_of(job) if end_time is None else end_time
     default_secs = job.params.get_int("SCR_HALT_SECONDS", 0)
     return halt_reason(state, now, seconds_left(end, now), default_secs)
