@@ -22,14 +22,15 @@ from __future__ import annotations
 import subprocess
 from typing import Any, Mapping, Sequence
 
+from scr_core.client_commands import describe_failure as failed
+from scr_core.client_commands import stop_process, wait_code
 from scr_core.errors import LaunchError, ScrError
 from scr_core.hostlist import fold
 from scr_core.interfaces import JobStep, Launcher
 from scr_core.launchargs import fit_node_count
 
 from . import parse
-from ._util import failed, run, stop_process, wait_code
-from .rm import FluxCli, settings_of
+from .rm import FluxCli, run, settings_of
 
 RUN_WORDS = ("run", "submit")
 # flux run/submit options that take a value (flux-run(1)); needed to find the program

@@ -33,8 +33,11 @@ import os
 import shlex
 import tempfile
 import time
+from functools import partial
 from typing import Any, Sequence
 
+from scr_core.client_commands import describe_failure as failed
+from scr_core.client_commands import run_client
 from scr_core.errors import ResourceManagerError
 from scr_core.interfaces import (
     JobRecord,
@@ -46,8 +49,10 @@ from scr_core.interfaces import (
 )
 
 from . import parse
-from ._util import failed, run
 from .settings import FluxSettings
+
+#: scr_core's runner of client commands, with this plugin's hint for a missing one
+run = partial(run_client, not_found_hint="is Flux in PATH?")
 
 STATUS_FORMAT = "{state} {nnodes} {ranks} {nodelist} {reason}"
 LIST_FORMAT = "{state:>10} {nnodes:>6} {ncores:>8} {ngpus:>8} {nodelist}"

@@ -22,12 +22,13 @@ import threading
 import time
 from typing import Any, Mapping, Sequence
 
+from scr_core.client_commands import describe_failure as failed
+from scr_core.client_commands import stop_process, wait_code
 from scr_core.errors import LaunchError, ScrError
 from scr_core.interfaces import JobStep, Launcher
 
 from . import parse
-from ._util import failed, run, stop_process, wait_code
-from .rm import allocation_from_env, settings_of
+from .rm import allocation_from_env, run, settings_of
 
 POLL = 0.5
 

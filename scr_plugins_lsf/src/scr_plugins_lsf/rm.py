@@ -23,8 +23,11 @@ import os
 import shlex
 import tempfile
 import time
+from functools import partial
 from typing import Any, Sequence
 
+from scr_core.client_commands import describe_failure as failed
+from scr_core.client_commands import run_client
 from scr_core.errors import ResourceManagerError
 from scr_core.interfaces import (
     JobRecord,
@@ -36,8 +39,10 @@ from scr_core.interfaces import (
 )
 
 from . import parse
-from ._util import failed, run
 from .settings import LsfSettings
+
+#: scr_core's runner of client commands, with this plugin's hint for a missing one
+run = partial(run_client, not_found_hint="is LSF in PATH?")
 
 COMMFAIL_ENV = "all, LSB_DJOB_COMMFAIL_ACTION=KILL_TASKS"
 
@@ -80,7 +85,7 @@ class LsfResourceManager(ResourceManager):
 
     def _run(self, argv: list[str], stdin_text: str | None = None):
         return run(argv, self.environ, self.settings.query_timeout, ResourceManagerError,
-                   stdin_text)
+                   stdin_text=stdin_text)
 
     # -- required -----------------------------------------------------------------------
     def job_id(self) -> str | None:
