@@ -175,7 +175,7 @@ JOINED_CASES = [
 
 
 @pytest.mark.parametrize("text", JOINED_CASES)
-@pytest.mark.parametrize("sep", [",", "\n", " :: ", "", "\x00", "\x01x"])
+@pytest.mark.parametrize("sep", [",", "\n", " :: ", "", "\x00", "\x01x", "%", "%s", "%%"])
 def test_expand_joined_is_the_joined_expansion(text: str, sep: str) -> None:
     assert hl.expand_joined(text, sep) == sep.join(hl.expand(text))
 

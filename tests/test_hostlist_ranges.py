@@ -212,6 +212,14 @@ def test_bad_names_in_lists_raise_usage_error() -> None:
             hl.fold(bad)
 
 
+def test_unsorted_padded_bodies_keep_their_padding() -> None:
+    # A body whose ranges are not in order still names n01, not n1 (another node).
+    assert hl.fold("n[10,01]") == hl.fold(["n10", "n01"]) == "n[01,10]"
+    assert hl.fold_union("n[10,01]") == "n[01,10]"
+    assert hl.fold_difference("n[10,01,02]", "n02") == "n[01,10]"
+    assert hl.fold_intersection("r1n[250,001-003],r2n[2]", "r1n[001-002,250]") == "r1n[001-002,250]"
+
+
 def test_folding_leaves_the_garbage_collector_as_it_found_it() -> None:
     # fold and the range algebra pause the cyclic collector while they run
     assert gc.isenabled()

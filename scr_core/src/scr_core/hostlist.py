@@ -379,10 +379,8 @@ _BLOCK = 1000  # values per block: 10**3, so a block's last three digits run 000
 
 
 def _run_piece(head: str, lo: int, hi: int, width: int, lit: str, sep: str) -> str:
-    """``sep`` + ``head`` + each of ``lo..hi`` (zero-padded to ``width``) + ``lit``, all one str."""
-    if width <= 1:
-        return "".join([f"{sep}{head}{i}{lit}" for i in range(lo, hi + 1)])
-    return "".join(map(f"{sep}{head}%0{width}d{lit}".__mod__, range(lo, hi + 1)))
+    """``sep`` + the names ``head`` + each of ``lo..hi`` + ``lit``, joined by ``sep``."""
+    return sep + sep.join(_range_strings(head, lo, hi, width, lit))
 
 
 def _range_pieces(head: str, lo: int, hi: int, width: int, lit: str, sep: str) -> Iterator[str]:
@@ -1027,29 +1025,13 @@ def _rangeset_of_flat(text: str) -> _RangeSet | None:
         trusted = ends.issuperset(
             _select(range(len(los) - 1), map(ge, map((1).__add__, his), islice(los, 1, None)))
         )
-        # One width everywhere (n[001-250] racks): values below `bound` are padded.
-        width = widths[0] if widths and widths.count(widths[0]) == len(widths) else 0
-        bound = 10 ** (width - 1) if width else 0
         pos = 0
         for (head, _body, tail), count in zip(grouped, counts):
             end = pos + count
             key = (head, tail)
-            lo_part = los[pos:end]
-            classes: dict[int, tuple[list[int], list[int]]]
-            if widths is None or (width and lo_part[0] >= bound):
-                classes = {0: (lo_part, his[pos:end])}
-            elif width and lo_part == sorted(lo_part):
-                # Inline _split_padded: padded runs first, then plain ones.
-                k = bisect_left(los, bound, pos, end)
-                p_l, p_h = los[pos:k], his[pos:k]
-                n_l, n_h = los[k:end], his[k:end]
-                if p_h[-1] >= bound:
-                    n_l.insert(0, bound)
-                    n_h.insert(0, p_h[-1])
-                    p_h[-1] = bound - 1
-                classes = {width: (p_l, p_h), 0: (n_l, n_h)} if n_l else {width: (p_l, p_h)}
-            else:
-                classes = _split_padded(lo_part, his[pos:end], widths[pos:end])
+            classes = _split_padded(
+                los[pos:end], his[pos:end], None if widths is None else widths[pos:end]
+            )
             if key in out:
                 again.append((key, classes))
             else:
