@@ -768,12 +768,11 @@ def fold(names: str | Iterable[str], multidim: bool = False) -> str:
     groups = _first_level(names, joined)  # checks the names it groups
     if groups is not None:
         items = _fold_groups(groups)
-        more = multidim
     else:
         _validate_names(names, joined)
         items = [(n, "") for n in names]
-        more = True
-    while more and items:
+    # (only multidim=True comes here: every digit run is folded, the last first)
+    while items:
         groups = {}
         for head, tail in items:
             base = head.rstrip(_NONDIGITS)
@@ -788,7 +787,6 @@ def fold(names: str | Iterable[str], multidim: bool = False) -> str:
             else:
                 found.append(base[len(stem) :])
         items = _fold_groups(groups)
-        more = multidim
     done.extend(head + tail for head, tail in items)
     return _join_sorted(done)
 
@@ -1013,7 +1011,7 @@ def _rangeset_of_flat(text: str) -> _RangeSet | None:
             group = _parse_group(text, ",".join([body for _h, body, _t in grouped]))
         except UsageError:
             return None  # the general parser says which group is wrong
-        if group.size() > MAX_NAMES or len(loose) + group.size() > MAX_NAMES:
+        if len(loose) + group.size() > MAX_NAMES:
             raise _bad(text, f"expands to more than {MAX_NAMES:,} names")
         los, his, widths = group.los, group.his, group.widths
         counts = [body.count(",") + 1 for _h, body, _t in grouped]

@@ -100,9 +100,6 @@ def _select(args: argparse.Namespace) -> list[str]:
     """The names the options describe, in the order written."""
     lists = args.hosts
     if args.minus or args.intersection:
-        option = "--minus" if args.minus else "--intersection"
-        if len(lists) < 2:
-            raise UsageError(f"{option} needs at least two hostlists")
         names = hostlist.expand(lists[0])
         op = hostlist.difference if args.minus else hostlist.intersection
         for other in lists[1:]:
@@ -120,9 +117,6 @@ def _folded(args: argparse.Namespace) -> str:
     """The default output, computed on ranges: no hostlist is expanded to names."""
     lists = args.hosts
     if args.minus or args.intersection:
-        option = "--minus" if args.minus else "--intersection"
-        if len(lists) < 2:
-            raise UsageError(f"{option} needs at least two hostlists")
         op = hostlist.fold_difference if args.minus else hostlist.fold_intersection
         return op(*lists)
     return hostlist.fold_union(*lists)
@@ -130,6 +124,9 @@ def _folded(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Print what the options ask for; return the exit code (UsageError for bad input)."""
+    if (args.minus or args.intersection) and len(args.hosts) < 2:
+        option = "--minus" if args.minus else "--intersection"
+        raise UsageError(f"{option} needs at least two hostlists")
     if not (args.expand or args.count or args.nth is not None or args.size is not None):
         # Folding sorts and merges, so the order and repeats the other outputs
         # keep do not matter: set algebra on ranges gives the same string.
