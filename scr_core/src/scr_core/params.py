@@ -74,8 +74,8 @@ DEFAULT_SYSTEM_CONF = "/etc/scr/scr.conf"
 class ParamInfo(FrozenRecord):
     """A parameter scr knows: its built-in default (None = unset) and what it does."""
 
-    __slots__ = ("default", "description", "name")
     _fields = ("name", "default", "description")
+    __slots__ = _fields
 
     def __init__(self, name: str, default: str | None, description: str) -> None:
         object.__setattr__(self, "name", name)
@@ -205,8 +205,8 @@ def _expand_file_value(raw: str, environ: Mapping[str, str], where: str) -> str:
 class Entry(Record):
     """One ``KEY=VALUE attr=... attr=...`` entry of a config file."""
 
-    __slots__ = ("attrs", "value", "where")
     _fields = ("value", "attrs", "where")
+    __slots__ = _fields
 
     def __init__(self, value: str, attrs: dict[str, str] | None = None, where: str = "") -> None:
         self.value = value

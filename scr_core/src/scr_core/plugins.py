@@ -58,8 +58,8 @@ _LEGACY_RM_NAMES = {"NONE": "local"}
 class PluginInfo(Record):
     """One discovered plugin (an entry point), loaded or not."""
 
-    __slots__ = ("blocked", "distribution", "error", "loaded", "module", "name", "version")
     _fields = ("name", "module", "distribution", "version", "error", "blocked", "loaded")
+    __slots__ = _fields
 
     def __init__(
         self,
@@ -83,8 +83,8 @@ class PluginInfo(Record):
 class Registered(FrozenRecord):
     """A record of a kind and the plugin that registered it (immutable)."""
 
-    __slots__ = ("plugin", "spec")
     _fields = ("spec", "plugin")
+    __slots__ = _fields
 
     def __init__(self, spec: Any, plugin: str) -> None:
         object.__setattr__(self, "spec", spec)
@@ -93,16 +93,6 @@ class Registered(FrozenRecord):
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "yes", "true", "on")
-
-
-def _iter_entry_points(
-    group: str, environ: Mapping[str, str] | None = None
-) -> Iterable[tuple[str, str, str, str]]:
-    """(name, module, distribution, version) for every entry point of ``group``, through
-    the entry-point cache of :mod:`scr_core.entry_points` (``SCR_PLUGINS_CACHE=0``: none)."""
-    from .entry_points import entry_points
-
-    return entry_points(group, environ)
 
 
 class Registry:
@@ -127,7 +117,11 @@ class Registry:
         self.plugins: dict[str, PluginInfo] = {}
         self._specs: dict[str, dict[str, Registered]] = {}
         if entry_points is None:
-            entry_points = _iter_entry_points(hookspecs.ENTRY_POINT_GROUP, self.environ)
+            # (name, module, distribution, version) of every entry point, through the cache
+            # of scr_core.entry_points (SCR_PLUGINS_CACHE=0: none)
+            from . import entry_points as cached
+
+            entry_points = cached.entry_points(hookspecs.ENTRY_POINT_GROUP, self.environ)
         self._load(entry_points)
 
     # -- loading ------------------------------------------------------------------------------

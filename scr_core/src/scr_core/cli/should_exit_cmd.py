@@ -43,10 +43,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     job = JobEnv(prefix=args.prefix)
-    if args.down is not None:
+    if args.down == "":
+        down: list[str] = []
+    elif args.down is not None:
         from ..hostlist import expand
 
-        down = expand(args.down) if args.down else []
+        down = expand(args.down)
     else:
         from ..engine.down_nodes import list_down_nodes
 

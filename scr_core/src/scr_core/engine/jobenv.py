@@ -65,10 +65,10 @@ class JobEnv:
         sections = {name: reg.spec for name, reg in self.registry.specs("settings").items()}
         return Settings(sections=sections, environ=self.environ)
 
-    def context(self, section: str | None, eager: bool = False) -> BackendContext:
+    def context(self, section: str | None) -> BackendContext:
         """The context of a backend whose settings section is ``section`` (or None).
 
-        Unless ``eager``, the section is validated when the backend first reads
+        The section is validated when the backend first reads
         ``context.settings``, not here: a command whose backend never reads its settings
         (``scr_should_exit`` and the local resource manager) does not import pydantic, and a
         bad value in a section nobody reads does not fail it. A bad value in a section that
@@ -78,9 +78,6 @@ class JobEnv:
 
         if not section:
             return BackendContext(environ=self.environ, prefix=self.prefix, params=self.params)
-        if eager:
-            return BackendContext(environ=self.environ, settings=self.settings.section(section),
-                                  prefix=self.prefix, params=self.params)
         settings = self.settings
 
         def loader() -> Any:
@@ -91,7 +88,10 @@ class JobEnv:
 
     def _build(self, reg: Any, eager: bool = False) -> Any:
         cls = reg.spec.load()
-        return cls(self.context(reg.spec.settings, eager=eager))
+        context = self.context(reg.spec.settings)
+        if eager:
+            _ = context.settings  # validated now: the section's ConfigError is raised here
+        return cls(context)
 
     # -- backends -----------------------------------------------------------------------------
     @functools.cached_property

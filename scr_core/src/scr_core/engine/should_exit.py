@@ -19,8 +19,8 @@ from ..records import Record
 class Decision(Record):
     """The answer: stop or not, why, and which rule decided."""
 
-    __slots__ = ("kind", "reason", "stop")
     _fields = ("stop", "reason", "kind")
+    __slots__ = _fields
 
     def __init__(self, stop: bool, reason: str = "", kind: str = "") -> None:
         self.stop = stop

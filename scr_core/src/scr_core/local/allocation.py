@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from ..errors import JobEnvironmentError, UsageError
 
@@ -226,7 +226,8 @@ class LocalAllocation:
         return "\n".join(lines)
 
 
-def current_allocation(environ: dict | None = None) -> LocalAllocation | None:
+def current_allocation(environ: Mapping[str, str] | None = None) -> LocalAllocation | None:
+    """The allocation named by ``SCR_LOCAL_DIR`` in ``environ`` (default: ours), if any."""
     env = os.environ if environ is None else environ
     path = env.get(ENV_DIR)
     return LocalAllocation(path) if path else None

@@ -42,7 +42,7 @@ from .allocation import ENV_DIR, LocalAllocation
 
 # the resource manager has its own module (no subprocess/threading to import for it); kept
 # importable from here
-from .rm import LocalResourceManager, _allocation, _require_allocation  # noqa: F401
+from .rm import LocalResourceManager, _require_allocation  # noqa: F401
 
 POLL_SECONDS = 0.05
 KILL_GRACE_SECONDS = 3.0

@@ -10,16 +10,11 @@ from typing import Mapping, Sequence
 
 from ..errors import JobEnvironmentError
 from ..interfaces import ResourceManager
-from .allocation import ENV_DIR, LocalAllocation
-
-
-def _allocation(environ: Mapping[str, str]) -> LocalAllocation | None:
-    path = environ.get(ENV_DIR)
-    return LocalAllocation(path) if path else None
+from .allocation import ENV_DIR, LocalAllocation, current_allocation
 
 
 def _require_allocation(environ: Mapping[str, str]) -> LocalAllocation:
-    alloc = _allocation(environ)
+    alloc = current_allocation(environ)
     if alloc is None:
         raise JobEnvironmentError(
             f"not inside a local allocation ({ENV_DIR} is not set); "
@@ -32,7 +27,7 @@ class LocalResourceManager(ResourceManager):
     name = "local"
 
     def _alloc(self) -> LocalAllocation | None:
-        return _allocation(self.environ)
+        return current_allocation(self.environ)
 
     def job_id(self) -> str | None:
         alloc = self._alloc()
