@@ -142,6 +142,10 @@ def test_agent_usage_and_nothing_cached(alloc, prefix):
     r = subprocess.run([sys.executable, "-m", "scr_core.copy_agent", "--prefix", str(prefix)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--id" in r.stderr
+    base = [sys.executable, "-m", "scr_core.copy_agent", "--id", "9", "--jobid", alloc.job_id]
+    for bad in (["--prefix", str(prefix), "--buf", "\u00b2"], ["--prefix", "-x"]):
+        r = subprocess.run(base + bad, capture_output=True, text=True)
+        assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
     r = run_agent(alloc, "vnode2", prefix, 0)
     assert r.returncode == 2 and "positive" in r.stderr
     r = run_agent(alloc, "vnode2", prefix, 9)  # the node holds nothing: not an error

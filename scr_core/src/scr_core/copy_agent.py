@@ -1721,8 +1721,8 @@ def fast_args(argv: Sequence[str]) -> Any:
         if key is None:
             return None
         if not eq:
-            if i >= len(argv):
-                return None
+            if i >= len(argv) or argv[i].startswith("-"):
+                return None  # argparse decides whether "-x" is a value or an option
             value = argv[i]
             i += 1
         if key in ("id", "procs", "threads"):
@@ -1756,7 +1756,8 @@ def main(argv: Optional[Sequence[str]] = None,
     if args.id <= 0:
         p.error("--id must be a positive dataset id")
     down: list[str] = []
-    if args.buf.isdigit() and not args.down:  # the scavenge's form: no parser imports
+    # scavenge's form needs no parser imports (isascii: int() takes other scripts' digits)
+    if args.buf.isascii() and args.buf.isdigit() and not args.down:
         bufsize = int(args.buf)
     else:
         from .errors import UsageError
