@@ -637,7 +637,11 @@ def _scan_generic(path: str) -> list[tuple[str, RawMeta | None]]:
 
 def raw_int(meta: RawMeta, key: bytes) -> int | None:
     """An unsigned META value (C strtoul base 0; plain decimal on the fast path)."""
-    value = meta.get(key)
+    return _raw_number(meta.get(key))
+
+
+def _raw_number(value: Any) -> int | None:
+    """:func:`raw_int` of one raw META value (None when absent or not a single value)."""
     if value is None or value is _MULTI:
         return None
     if value.isdigit() and (len(value) == 1 or value[0] != 0x30):
@@ -647,14 +651,6 @@ def raw_int(meta: RawMeta, key: bytes) -> int | None:
     from .kvtree import c_strtoul
 
     return c_strtoul(value.decode("utf-8", "surrogateescape"))
-
-
-def _nsecs(value: Any) -> int:
-    """``raw_int`` of a value, or 0, with plain decimal digits read directly."""
-    if value is not None and value is not _MULTI and value.isdigit() and \
-            (len(value) == 1 or value[0] != 0x30):
-        return int(value)
-    return raw_int({b"": value}, b"") or 0
 
 
 def raw_str(meta: RawMeta, key: bytes) -> str | None:
@@ -785,7 +781,7 @@ class CopyAgent:
 
     def _num(self, value: Any) -> int | None:
         """A META value as :func:`raw_int` reads it, remembered (values repeat a lot)."""
-        number = raw_int({b"": value}, b"")
+        number = _raw_number(value)
         if len(self._nums) < 4096:
             self._nums[value] = number
         return number
@@ -824,8 +820,8 @@ class CopyAgent:
         task = FileTask(
             rank if meta_rank is None else meta_rank, src, dst, "", size or 0,
             None if crc is None else crc & 0xFFFFFFFF, mode, uid, gid,
-            None if atime is None else atime * 10**9 + _nsecs(ansec_v),
-            None if mtime is None else mtime * 10**9 + _nsecs(mnsec_v),
+            None if atime is None else atime * 10**9 + (_raw_number(ansec_v) or 0),
+            None if mtime is None else mtime * 10**9 + (_raw_number(mnsec_v) or 0),
         )
         if not dst or dst[0] != "/":
             task.problem = f"META PATH/NAME {dst!r} is not an absolute path"
@@ -1443,7 +1439,7 @@ class CopyAgent:
                     self.complain(error)
                 continue
             if parts > 1:  # tasks only for this worker's part (sizes as _task reads them)
-                sizes = [(raw_int({b"": meta[2]}, b"") or 0) if meta is not None else 0
+                sizes = [(_raw_number(meta[2]) or 0) if meta is not None else 0
                          for _, meta in entries]  # meta[2]: SIZE (TASK_ORDER)
                 entries = [entries[i] for i in share_indexes(sizes, part, parts)]
             tasks = [self._task(rank, src, meta) for src, meta in entries]
