@@ -151,6 +151,9 @@ def default_procs() -> int:
 
 
 _RETRY = object()  # _copy_whole: take the general path
+# A .part file: O_TRUNC, one left by a killed agent is started over, never appended to;
+# O_NOFOLLOW, a planted symlink is not followed.
+_PART_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 _FADV_SEQUENTIAL = getattr(os, "POSIX_FADV_SEQUENTIAL", None)
 _O_PATH = getattr(os, "O_PATH", 0)  # Linux: a directory handle that needs no read right
 
@@ -190,6 +193,14 @@ def _copy_simple(src_fd: int, dst_fd: int, buf: bytearray, want_crc: bool,
             return total, crc
 
 
+def _write_bytes(dst_fd: int, data: bytes) -> None:
+    """All of ``data`` (one ``write`` in the usual case)."""
+    if data:
+        written = os.write(dst_fd, data)
+        if written != len(data):
+            _write_all(dst_fd, memoryview(data)[written:])
+
+
 def _copy_small(src_fd: int, dst_fd: int, size: int, want_crc: bool) -> tuple[int, int]:
     """A file of at most one buffer: one read of ``size + 1`` bytes, CRC, one write.
 
@@ -204,10 +215,7 @@ def _copy_small(src_fd: int, dst_fd: int, size: int, want_crc: bool) -> tuple[in
         os.lseek(src_fd, 0, os.SEEK_SET)
         return _copy_simple(src_fd, dst_fd, bytearray(max(size + 1, 4096)), want_crc, size)
     crc = _crc32(data) if want_crc else 0
-    if n:
-        written = os.write(dst_fd, data)
-        if written != n:
-            _write_all(dst_fd, memoryview(data)[written:])
+    _write_bytes(dst_fd, data)
     return n, crc
 
 
@@ -346,6 +354,13 @@ class FileTask(Record):
         self.expected_crc, self.mode, self.uid, self.gid = expected_crc, mode, uid, gid
         self.atime_ns, self.mtime_ns = atime_ns, mtime_ns
         self.problem = problem  # known bad before copying (incomplete, outside prefix...)
+
+
+def _check_crc(task: FileTask, crc: int, what: str) -> None:
+    """Raise CopyError if the filemap has a CRC and ``crc`` (of ``what``) is not it."""
+    if task.expected_crc is not None and crc != task.expected_crc:
+        raise CopyError(f"CRC mismatch: {what} {crc_text(crc)}, filemap "
+                        f"{crc_text(task.expected_crc)}")
 
 
 class Stats:
@@ -957,9 +972,7 @@ class CopyAgent:
         size, crc = file_crc(task.dst, self.bufsize)
         if size != task.size:
             raise CopyError(f"file has {size} bytes, filemap SIZE says {task.size}")
-        if task.expected_crc is not None and crc != task.expected_crc:
-            raise CopyError(f"CRC mismatch: file {crc_text(crc)}, filemap "
-                            f"{crc_text(task.expected_crc)}")
+        _check_crc(task, crc, "file")
         return crc if self.crc else None
 
     def _fix_mode(self, task: FileTask) -> None:
@@ -989,10 +1002,7 @@ class CopyAgent:
                 raise CopyError(f"cache file has {src_st.st_size} bytes, filemap SIZE "
                                 f"says {task.size}")
             mode = stat.S_IMODE(task.mode if task.mode is not None else src_st.st_mode)
-            # O_TRUNC: a .part left by a killed agent is started over, never appended to;
-            # O_NOFOLLOW: a planted symlink is not followed
-            dst_fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW |
-                             os.O_CLOEXEC, mode)
+            dst_fd = os.open(part, _PART_FLAGS, mode)
             try:
                 if task.size <= self.bufsize:
                     total, crc = _copy_small(src_fd, dst_fd, task.size, self.crc)
@@ -1009,9 +1019,8 @@ class CopyAgent:
                 if total != task.size:
                     raise CopyError(f"read {total} bytes from the cache file, filemap SIZE "
                                     f"says {task.size} (changed while copying?)")
-                if self.crc and task.expected_crc is not None and crc != task.expected_crc:
-                    raise CopyError(f"CRC mismatch: cache file {crc_text(crc)}, filemap "
-                                    f"{crc_text(task.expected_crc)}")
+                if self.crc:
+                    _check_crc(task, crc, "cache file")
                 self._apply_meta(dst_fd, task, src_st, mode)
                 if self.sync == "file":
                     os.fsync(dst_fd)
@@ -1058,9 +1067,8 @@ class CopyAgent:
         if len(data) != task.size:
             return _RETRY
         crc = _crc32(data) if self.crc else 0
-        if self.crc and task.expected_crc is not None and crc != task.expected_crc:
-            raise CopyError(f"CRC mismatch: cache file {crc_text(crc)}, filemap "
-                            f"{crc_text(task.expected_crc)}")
+        if self.crc:
+            _check_crc(task, crc, "cache file")
         mode = stat.S_IMODE(task.mode)  # type: ignore[arg-type]
         try:
             if dirfds is not None:
@@ -1068,16 +1076,12 @@ class CopyAgent:
                 dst_dir_fd = self._dir_fd(task.dst[:cut] or "/")
                 dst_name = task.dst[cut + 1:]
                 part_name = part[cut + 1:]
-            dst_fd = os.open(part_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
-                             os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dst_dir_fd)
+            dst_fd = os.open(part_name, _PART_FLAGS, mode, dir_fd=dst_dir_fd)
         except OSError as exc:  # named by its full path, as on the general path
             raise OSError(exc.errno, exc.strerror, part) from exc
         try:
             try:
-                if data:
-                    written = os.write(dst_fd, data)
-                    if written != len(data):
-                        _write_all(dst_fd, memoryview(data)[written:])
+                _write_bytes(dst_fd, data)
                 self._apply_meta(dst_fd, task, None, mode)
                 if self.sync == "file":
                     os.fsync(dst_fd)
