@@ -97,7 +97,8 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
 from .kvtree import c_atoi
@@ -1207,18 +1208,11 @@ class CopyAgent:
             return self._finish(t0)
         for name in redsets:
             self.copy_meta_file(cachedir, name)
-        done = threading.Event()
-        ticker = None
-        if self.progress and not self._forks(maps):  # forking: started after the fork
-            ticker = threading.Thread(target=self._progress_loop, args=(done, t0), daemon=True)
-            ticker.start()
-        try:
-            self._copy_all(cachedir, maps)
-        finally:
-            done.set()
-            if ticker is not None:
-                ticker.join()
-                self.err.write("\n")
+        if self._forks(maps):  # progress is shown while the workers' reports are read
+            self._copy_forked(cachedir, maps)
+        else:
+            with self._progress_shown():
+                self._copy_threaded(cachedir, maps)
         if self.sync == "fs" and self.stats.copied:
             try:
                 _syncfs(self.prefix)
@@ -1231,11 +1225,22 @@ class CopyAgent:
     def _forks(self, maps: Sequence[tuple[int, str]]) -> bool:
         return self.procs > 1 and bool(maps) and hasattr(os, "fork")
 
-    def _copy_all(self, cachedir: str, maps: Sequence[tuple[int, str]]) -> None:
-        if self._forks(maps):
-            self._copy_forked(cachedir, maps)
-        else:
-            self._copy_threaded(cachedir, maps)
+    @contextmanager
+    def _progress_shown(self) -> Iterator[None]:
+        """With ``progress``, a thread redraws the progress line while the body runs."""
+        if not self.progress:
+            yield
+            return
+        done = threading.Event()
+        ticker = threading.Thread(target=self._progress_loop, args=(done, self._t0),
+                                  daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
+            self.err.write("\n")
 
     # -- worker processes -------------------------------------------------------------------
     def plan(self, cachedir: str, maps: Sequence[tuple[int, str]],
@@ -1349,54 +1354,45 @@ class CopyAgent:
         for rfd in workers:
             sel.register(rfd, selectors.EVENT_READ)
             bufs[rfd] = bytearray()
-        done = threading.Event()
-        ticker = None
-        if self.progress:
-            ticker = threading.Thread(target=self._progress_loop,
-                                      args=(done, self._t0), daemon=True)
-            ticker.start()
         try:
-            while sel.get_map():
-                for key, _ in sel.select():
-                    rfd = key.fd
-                    data = os.read(rfd, 1 << 20)
-                    if not data:
-                        sel.unregister(rfd)
-                        continue
-                    buf = bufs[rfd]
-                    buf += data
-                    pos, end = 0, len(buf)
-                    while end - pos >= _HDR.size:
-                        size, kind = _HDR.unpack_from(buf, pos)
-                        if end - pos - _HDR.size < size:
-                            break
-                        start = pos + _HDR.size
-                        payload = bytes(buf[start:start + size])
-                        pos = start + size
-                        if kind == 0x4F:  # "O": JSON lines for stdout
-                            text = payload.decode("utf-8", "surrogateescape")
-                            with self._out_lock:
-                                self.out.write(text)
-                        elif kind == 0x45:  # "E": lines for stderr
-                            with self._out_lock:
-                                self.err.write(payload.decode("utf-8", "surrogateescape"))
-                                self.err.flush()
-                        elif kind == 0x50:  # "P": progress counters
-                            progress[rfd] = _PROGRESS.unpack(payload)
-                            self._sum_progress(progress)
-                        elif kind == 0x53:  # "S": the worker's final counts
-                            rec = json.loads(payload)
-                            progress[rfd] = tuple(rec["progress"])
-                            self._sum_progress(progress)
-                            self._merge(rec)
-                            finished.add(rfd)
-                    del buf[:pos]
+            with self._progress_shown():
+                while sel.get_map():
+                    for key, _ in sel.select():
+                        rfd = key.fd
+                        data = os.read(rfd, 1 << 20)
+                        if not data:
+                            sel.unregister(rfd)
+                            continue
+                        buf = bufs[rfd]
+                        buf += data
+                        pos, end = 0, len(buf)
+                        while end - pos >= _HDR.size:
+                            size, kind = _HDR.unpack_from(buf, pos)
+                            if end - pos - _HDR.size < size:
+                                break
+                            start = pos + _HDR.size
+                            payload = bytes(buf[start:start + size])
+                            pos = start + size
+                            if kind == 0x4F:  # "O": JSON lines for stdout
+                                text = payload.decode("utf-8", "surrogateescape")
+                                with self._out_lock:
+                                    self.out.write(text)
+                            elif kind == 0x45:  # "E": lines for stderr
+                                with self._out_lock:
+                                    self.err.write(payload.decode("utf-8", "surrogateescape"))
+                                    self.err.flush()
+                            elif kind == 0x50:  # "P": progress counters
+                                progress[rfd] = _PROGRESS.unpack(payload)
+                                self._sum_progress(progress)
+                            elif kind == 0x53:  # "S": the worker's final counts
+                                rec = json.loads(payload)
+                                progress[rfd] = tuple(rec["progress"])
+                                self._sum_progress(progress)
+                                self._merge(rec)
+                                finished.add(rfd)
+                        del buf[:pos]
         finally:
             sel.close()
-            done.set()
-            if ticker is not None:
-                ticker.join()
-                self.err.write("\n")
         for rfd, (i, pid) in workers.items():
             if rfd not in finished:
                 self._worker_failed(f"copy worker {i} (pid {pid}) ended without reporting "
