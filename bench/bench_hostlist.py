@@ -18,7 +18,9 @@ call timed, rounds interleaved, medians):
 
 * ours: ``expand_joined(s, "\\n")``, ``expand``, ``fold``, ``fold_difference(a, b)``,
   ``fold_intersection(a, b)`` (range algebra on the strings: neither operand is expanded,
-  see ``docs/notes.md``);
+  see ``docs/notes.md``). ``expand_joined`` writes its text through the C helper
+  ``scr_core._textjoin`` where the install built it (the 1M rows' notes say whether it
+  was); without it the text is written twice and 1M names take about twice as long;
 * the floor of ``expand list`` (a row under each of its cases): building the same N name
   strings with a bare list comprehension (``[f"n{i}" for i in range(1, N + 1)]``; 2-D: the
   250 padded tails made once, then ``head + tail``), which no list expansion can beat by
@@ -420,7 +422,8 @@ def _case(d: Data, op: str, ours_fn: Callable, refs: dict, slurm: Slurm, work: s
                                FLOOR_TARGET if n >= FLOOR_TARGET_FROM else ""))
     if n >= 1_000_000:
         rows.append(_best_python(case, ours, samples, skipped, python_labels,
-                                 "" if op == "expand list" else "<= 0.1x"))
+                                 "" if op == "expand list" else "<= 0.1x",
+                                 _helper_note() if op == "expand" else ""))
     if op == "difference" and d.shape == "2-D" and n == 100_000:
         rows.append(common.make_row(NAME, case, ours.median, "- (absolute target)", None,
                                     "<= 1 s", ours_note, ours_over=ours.over, repeats=reps))
@@ -445,8 +448,16 @@ def _floor_row(case: str, ours: common.Samples, samples: dict, labels: list,
                            repeats=f"{ours.count}/{floor.count}")
 
 
+def _helper_note() -> str:
+    from scr_core import hostlist as hl
+
+    if hl._textjoin() is None:
+        return "ours without the C helper scr_core._textjoin (not built): the text written twice"
+    return "ours with the C helper scr_core._textjoin"
+
+
 def _best_python(case: str, ours: common.Samples, samples: dict, skipped: dict,
-                 labels: list, target: str) -> dict:
+                 labels: list, target: str, extra: str = "") -> dict:
     """The fastest Python library; one stopped at the cap counts as at least the cap.
 
     ``target`` is empty for ``expand list``: bounded by its floor row, not checked here.
@@ -469,6 +480,8 @@ def _best_python(case: str, ours: common.Samples, samples: dict, skipped: dict,
     note = f"best: {label}"
     if not target:
         note += "; no target: a list of strings is bounded by the floor row (see above)"
+    if extra:
+        note += f"; {extra}"
     return common.make_row(NAME, case, ours.median, "best Python library", value, target,
                            note, ours_over=ours.over, reference_over=over)
 

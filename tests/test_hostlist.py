@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import hostlist as pyhostlist  # python-hostlist, the reference for expansion
@@ -174,10 +175,47 @@ JOINED_CASES = [
 ]
 
 
+def _textjoin_built() -> object:
+    try:
+        from scr_core import _textjoin
+    except ImportError:
+        if os.environ.get("CI") == "true":  # dev/setup installs a compiler: it must build
+            raise
+        pytest.skip("scr_core._textjoin is not built (no C compiler at install): "
+                    "only the Python path is tested")
+    return _textjoin
+
+
+@pytest.fixture(params=["C helper", "Python"])
+def joined_calls(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list | None:
+    """expand_joined with its C helper (the calls made to it are recorded in the list
+    returned), then with its pure-Python path (None)."""
+    if request.param == "Python":
+        monkeypatch.setattr(hl, "_textjoin", lambda: None)
+        return None
+    module = _textjoin_built()
+    calls: list = []
+
+    class Counting:
+        @staticmethod
+        def join_pieces(*args: object) -> object:
+            calls.append(args)
+            return module.join_pieces(*args)
+
+    monkeypatch.setattr(hl, "_textjoin", lambda: Counting)
+    return calls
+
+
 @pytest.mark.parametrize("text", JOINED_CASES)
-@pytest.mark.parametrize("sep", [",", "\n", " :: ", "", "\x00", "\x01x", "%", "%s", "%%"])
-def test_expand_joined_is_the_joined_expansion(text: str, sep: str) -> None:
+@pytest.mark.parametrize(
+    "sep", [",", "\n", " :: ", "", "\x00", "\x01x", "%", "%s", "%%", "\u00e9", " \u2603 "]
+)
+def test_expand_joined_is_the_joined_expansion(
+    text: str, sep: str, joined_calls: list | None
+) -> None:
     assert hl.expand_joined(text, sep) == sep.join(hl.expand(text))
+    if joined_calls is not None and "[" in text and "\x00" not in sep and "\x01" not in sep:
+        assert joined_calls  # the helper was asked (it declines a non-ASCII separator)
 
 
 @settings(max_examples=300, deadline=None)
@@ -204,7 +242,14 @@ def test_expand_joined_hypothesis(items: list, sep: str) -> None:
         body = ",".join(f"{lo:0{w}d}-{lo + n:0{w}d}" for lo, n, w in ranges)
         parts.append(("r[1-2]" if two_groups else "") + f"{head}[{body}]{lit}")
     text = ",".join(parts)
-    assert hl.expand_joined(text, sep) == sep.join(hl.expand(text))
+    expected = sep.join(hl.expand(text))
+    assert hl.expand_joined(text, sep) == expected  # with the C helper where it is built
+    helper = hl._textjoin
+    hl._textjoin = lambda: None  # (a function-scoped monkeypatch does not mix with @given)
+    try:
+        assert hl.expand_joined(text, sep) == expected
+    finally:
+        hl._textjoin = helper
 
 
 @pytest.mark.parametrize("text", ["n[1-3", "n[3-1]", "n[1--2]", "a,,b", "n[1-10000001]", "n@x"])
@@ -214,6 +259,47 @@ def test_expand_joined_rejects_what_expand_rejects(text: str) -> None:
     with pytest.raises(UsageError) as listed:
         hl.expand(text)
     assert str(joined.value) == str(listed.value)
+
+
+# scr_core._textjoin.join_pieces on its own: its contract, beyond what expand_joined asks.
+
+
+def test_join_pieces_writes_strs_and_joins_of_cuts() -> None:
+    tj = _textjoin_built()
+    cuts = [",n", "x", "y"]
+    pieces = ["ab", (["1", "22"], cuts), "", ([], cuts), (["3"], []), (["4"], ["only"]), "z"]
+    expected = "ab" + "".join(v.join(cuts) for v in ["1", "22"]) + "only" + "z"
+    assert tj.join_pieces(pieces) == expected
+    for skip in range(len(expected) + 3):
+        text = tj.join_pieces(pieces, skip)
+        assert text == expected[skip:]
+        assert text.isascii() and type(text) is str
+    assert tj.join_pieces([]) == ""
+
+
+def test_join_pieces_leaves_wide_text_to_python() -> None:
+    tj = _textjoin_built()
+    assert tj.join_pieces(["a", "\u00e9"]) is NotImplemented  # Latin-1: one byte, not ASCII
+    assert tj.join_pieces([(["a"], ["x", "\u2603"])]) is NotImplemented
+    assert tj.join_pieces([(["\U0001f600"], ["x", "y"])]) is NotImplemented
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (("ab",), TypeError),
+        (([b"ab"],), TypeError),
+        (([("a", ["b"])],), TypeError),
+        (([(["a"], ("b",))],), TypeError),
+        (([(["a"], [1])],), TypeError),
+        (([(["a"], ["b"], ["c"])],), TypeError),
+        ((["a"], -1), ValueError),
+    ],
+)
+def test_join_pieces_refuses_what_it_does_not_know(args: tuple, error: type) -> None:
+    tj = _textjoin_built()
+    with pytest.raises(error):
+        tj.join_pieces(*args)
 
 
 def test_expand_joined_empty_and_plain() -> None:
