@@ -170,6 +170,10 @@ JOINED_CASES = [
     "n[0000001-0010000]",
     "r[1-3]n[0001-5000].ib",
     "r[1-2]-[3-4]x[0-3000]",
+    # several heads over a group of whole blocks: the heads' template is made of blocks
+    "r[1-3]n[1000-3999]",
+    "rack[1-10]n[0001-5000]",
+    "r[1-4]n[0-4000],r[5-6]-[1-3]n[998-7001]x",
     "rack[1-4]n[001-250],login,rack[2-3]n[001-250]",
     "a b\nc[1-3000]",
 ]
@@ -229,7 +233,8 @@ def test_expand_joined_is_the_joined_expansion(
                 max_size=3,
             ),
             st.sampled_from(["", ".ib", "x"]),
-            st.booleans(),
+            # heads before the group: none, few or several (2-D template over blocks)
+            st.sampled_from(["", "r[1-2]", "r[1-5]", "r[1-3]-[1-2]"]),
         ),
         min_size=1,
         max_size=3,
@@ -238,9 +243,9 @@ def test_expand_joined_is_the_joined_expansion(
 )
 def test_expand_joined_hypothesis(items: list, sep: str) -> None:
     parts = []
-    for head, ranges, lit, two_groups in items:
+    for head, ranges, lit, heads in items:
         body = ",".join(f"{lo:0{w}d}-{lo + n:0{w}d}" for lo, n, w in ranges)
-        parts.append(("r[1-2]" if two_groups else "") + f"{head}[{body}]{lit}")
+        parts.append(f"{heads}{head}[{body}]{lit}")
     text = ",".join(parts)
     expected = sep.join(hl.expand(text))
     assert hl.expand_joined(text, sep) == expected  # with the C helper where it is built

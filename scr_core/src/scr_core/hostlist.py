@@ -422,14 +422,13 @@ def _item_pieces(segs: list, sep: str) -> Iterator[str | tuple[list[str], list[s
                 yield from _range_pieces(head, lo, hi, width, lit, sep)
         return
     # rack[1-4000]n[001-250]: the 250 tails once, copied with each rack's head put in
-    text = "".join(
-        [
-            piece
-            for lo, hi, width in group
-            for piece in _range_pieces(_HEAD_MARK, lo, hi, width, lit, sep)
-        ]
-    )
-    yield heads, text.split(_HEAD_MARK)
+    # (r[1-3]n[1000-3999]: a group of whole blocks is itself written from pieces)
+    template = [
+        piece
+        for lo, hi, width in group
+        for piece in _range_pieces(_HEAD_MARK, lo, hi, width, lit, sep)
+    ]
+    yield heads, _join_pieces(template, 0).split(_HEAD_MARK)
 
 
 def expand_joined(text: str, sep: str = ",") -> str:
