@@ -69,6 +69,7 @@ python-hostlist fold every dimension, ``rack[1-2]n[001-250]``); counts are compa
 from __future__ import annotations
 
 import ctypes
+import glob
 import os
 import random
 import shutil
@@ -89,7 +90,8 @@ SHAPES = ("1-D", "2-D")
 PER_RACK = 250
 DOWN_FRACTION = 0.10
 SCONTROL_FILE_LIMIT = 1_000_000  # bytes; scontrol reads at most ~1 MiB of a hostfile
-LIBSLURM = "/usr/lib/x86_64-linux-gnu/slurm-wlm/libslurmfull.so"
+# Debian's slurm-wlm-basic-plugins (a dependency of slurm-client), in the multiarch directory
+LIBSLURM_GLOB = "/usr/lib/*/slurm-wlm/libslurmfull.so"
 C_CAP = 10.0  # Slurm's hostlist_create is quadratic in the names given (60-90 s at 1M)
 FLOOR_LABEL = "floor: a list comprehension of the names"
 FLOOR_TARGET = "<= 1.25x"
@@ -206,9 +208,11 @@ class Slurm:
         self.env = common.clean_env({"SLURM_CONF": self.conf})
         os.environ["SLURM_CONF"] = self.conf  # for libslurm in this process
         self.lib = None
-        if os.path.exists(LIBSLURM):
+        found = sorted(glob.glob(LIBSLURM_GLOB))
+        self.lib_problem = f"no {LIBSLURM_GLOB}"  # why self.lib is None, for the notes
+        if found:
             try:
-                lib = ctypes.CDLL(LIBSLURM)
+                lib = ctypes.CDLL(found[0])
                 lib.slurm_hostlist_create.restype = ctypes.c_void_p
                 lib.slurm_hostlist_create.argtypes = [ctypes.c_char_p]
                 lib.slurm_hostlist_ranged_string_malloc.restype = ctypes.c_void_p
@@ -217,8 +221,9 @@ class Slurm:
                 self.lib = lib
                 self.libc = ctypes.CDLL(None)
                 self.libc.free.argtypes = [ctypes.c_void_p]
-            except (OSError, AttributeError):
+            except (OSError, AttributeError) as e:
                 self.lib = None
+                self.lib_problem = f"{found[0]} did not load: {e}"
         self.version = "?"
         if self.scontrol:
             try:
@@ -422,7 +427,8 @@ def _case(d: Data, op: str, ours_fn: Callable, refs: dict, slurm: Slurm, work: s
         rows.append(common.make_row(
             NAME, case, ours.median, "Slurm's C (not installed)", None, "<= 3x",
             ("no scontrol" if not slurm.scontrol else
-             f"input over scontrol's ~1 MB hostfile limit and no {LIBSLURM}")
+             "input over scontrol's ~1 MB hostfile limit")
+            + (f", and {slurm.lib_problem}" if op != "expand" else "")
             + ": install Debian's slurm-client (./dev/bench does)",
             ours_over=ours.over, repeats=reps))
     if op == "expand list":
