@@ -45,30 +45,34 @@ add_size(Py_ssize_t *total, Py_ssize_t n)
     return 0;
 }
 
-/* Checks a list of str; adds the sum of their lengths times `times` to *total.
- * Returns 1 if all are ASCII, 0 if not, -1 on error. */
+/* The three measuring steps below return 1 if all they saw is ASCII, 0 if not
+ * (join_pieces then returns NotImplemented), -1 on error. */
+
+/* Adds the length of str `s` to *total. */
+static int
+measure_str(PyObject *s, const char *what, Py_ssize_t *total)
+{
+    if (!PyUnicode_CheckExact(s)) {
+        PyErr_Format(PyExc_TypeError, "join_pieces: %s must be str, not %.100s", what,
+                     Py_TYPE(s)->tp_name);
+        return -1;
+    }
+    int ascii = is_ascii(s);
+    if (ascii <= 0) {
+        return ascii;
+    }
+    return add_size(total, PyUnicode_GET_LENGTH(s)) < 0 ? -1 : 1;
+}
+
+/* Adds the sum of the lengths of a list's str, `times` over, to *total. */
 static int
 measure_list(PyObject *list, const char *what, Py_ssize_t times, Py_ssize_t *total)
 {
-    if (!PyList_CheckExact(list)) {
-        PyErr_Format(PyExc_TypeError, "join_pieces: %s must be a list, not %.100s", what,
-                     Py_TYPE(list)->tp_name);
-        return -1;
-    }
     Py_ssize_t sum = 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
-        PyObject *s = PyList_GET_ITEM(list, i);
-        if (!PyUnicode_CheckExact(s)) {
-            PyErr_Format(PyExc_TypeError, "join_pieces: %s must hold str, not %.100s", what,
-                         Py_TYPE(s)->tp_name);
-            return -1;
-        }
-        int ascii = is_ascii(s);
-        if (ascii <= 0) {
-            return ascii;
-        }
-        if (add_size(&sum, PyUnicode_GET_LENGTH(s)) < 0) {
-            return -1;
+        int ok = measure_str(PyList_GET_ITEM(list, i), what, &sum);
+        if (ok <= 0) {
+            return ok;
         }
     }
     if (times > 0 && sum > PY_SSIZE_T_MAX / times) {
@@ -76,6 +80,28 @@ measure_list(PyObject *list, const char *what, Py_ssize_t times, Py_ssize_t *tot
         return -1;
     }
     return add_size(total, sum * times) < 0 ? -1 : 1;
+}
+
+/* Adds the length of what a piece stands for to *total. */
+static int
+measure_piece(PyObject *p, Py_ssize_t *total)
+{
+    if (PyUnicode_CheckExact(p)) {
+        return measure_str(p, "a piece", total);
+    }
+    if (!PyTuple_CheckExact(p) || PyTuple_GET_SIZE(p) != 2 ||
+        !PyList_CheckExact(PyTuple_GET_ITEM(p, 0)) ||
+        !PyList_CheckExact(PyTuple_GET_ITEM(p, 1))) {
+        PyErr_Format(PyExc_TypeError,
+                     "join_pieces: a piece must be a str or a (values, cuts) tuple of two "
+                     "lists, not %.100s", Py_TYPE(p)->tp_name);
+        return -1;
+    }
+    PyObject *values = PyTuple_GET_ITEM(p, 0), *cuts = PyTuple_GET_ITEM(p, 1);
+    Py_ssize_t nv = PyList_GET_SIZE(values), nc = PyList_GET_SIZE(cuts);
+    /* every value is written with all the cuts, and between two of them */
+    int ok = measure_list(cuts, "a cut", nv, total);
+    return ok <= 0 ? ok : measure_list(values, "a value", nc > 0 ? nc - 1 : 0, total);
 }
 
 /* Where the text goes, and how many of its first characters to leave out. */
@@ -141,42 +167,11 @@ join_pieces(PyObject *module, PyObject *args)
     Py_ssize_t total = 0;
     Py_ssize_t np = PyList_GET_SIZE(pieces);
     for (Py_ssize_t i = 0; i < np; i++) {
-        PyObject *p = PyList_GET_ITEM(pieces, i);
-        if (PyUnicode_CheckExact(p)) {
-            int ascii = is_ascii(p);
-            if (ascii <= 0) {
-                if (ascii < 0) {
-                    return NULL;
-                }
-                Py_RETURN_NOTIMPLEMENTED;
-            }
-            if (add_size(&total, PyUnicode_GET_LENGTH(p)) < 0) {
-                return NULL;
-            }
-            continue;
-        }
-        if (!PyTuple_CheckExact(p) || PyTuple_GET_SIZE(p) != 2) {
-            PyErr_Format(PyExc_TypeError,
-                         "join_pieces: a piece must be a str or a (values, cuts) tuple, "
-                         "not %.100s", Py_TYPE(p)->tp_name);
+        int ok = measure_piece(PyList_GET_ITEM(pieces, i), &total);
+        if (ok < 0) {
             return NULL;
         }
-        PyObject *values = PyTuple_GET_ITEM(p, 0), *cuts = PyTuple_GET_ITEM(p, 1);
-        int ok = measure_list(cuts, "cuts", PyList_Check(values) ? PyList_GET_SIZE(values) : 0,
-                              &total);
-        if (ok <= 0) {
-            if (ok < 0) {
-                return NULL;
-            }
-            Py_RETURN_NOTIMPLEMENTED;
-        }
-        /* each value goes between two cuts: once fewer than the cuts per value */
-        Py_ssize_t gaps = PyList_GET_SIZE(cuts) > 0 ? PyList_GET_SIZE(cuts) - 1 : 0;
-        ok = measure_list(values, "values", gaps, &total);
-        if (ok <= 0) {
-            if (ok < 0) {
-                return NULL;
-            }
+        if (ok == 0) {
             Py_RETURN_NOTIMPLEMENTED;
         }
     }
