@@ -181,3 +181,13 @@ def test_help_and_plugins_list_them(scr_env):
     r = subprocess.run(["scr", "plugins"], env=scr_env, capture_output=True, text=True)
     assert r.returncode == 0
     assert "launcher          mpirun" in r.stdout and "launcher          mpiexec" in r.stdout
+
+
+def test_node_names_are_validated_before_they_reach_the_host_list(monkeypatch):
+    from scr_core.errors import UsageError
+
+    launcher = MpirunLauncher(ctx({"PATH": os.defpath}, flavor="openmpi"))
+    # what a resource manager reported: a name that would add a host to the list
+    monkeypatch.setattr(launcher, "_allocation", lambda environ: ["n1", "n2,n9", "n3"])
+    with pytest.raises(UsageError, match="invalid node name"):
+        launcher.build_argv(["app"], None, ["n3"])

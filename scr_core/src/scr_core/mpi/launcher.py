@@ -56,6 +56,7 @@ from typing import Any, Mapping, Sequence
 
 from ..client_commands import run_client, signal_process, wait_code
 from ..errors import LaunchError, ScrError
+from ..hostlist import validate_node_name
 from ..interfaces import BackendContext, JobStep, Launcher
 
 OPENMPI = "openmpi"
@@ -241,13 +242,15 @@ class _MpiLauncher(Launcher):
         allocation = self._allocation(environ)
         if nodes:
             unknown = [n for n in nodes if n not in allocation]
-            if unknown and not local:
+            if unknown:
                 raise LaunchError(f"{self.name}: not nodes of this allocation: "
                                   f"{','.join(unknown)}")
             candidates = list(nodes)
         else:
             candidates = allocation
         usable = [n for n in candidates if n not in set(exclude)]
+        for n in usable:
+            validate_node_name(n)  # a ',' or ':' in a name would change the host list
         if not usable:
             raise LaunchError(f"{self.name}: no usable nodes left in the allocation")
         slots = self._slots(options, flavor, len(allocation))
