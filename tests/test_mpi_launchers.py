@@ -191,3 +191,23 @@ def test_node_names_are_validated_before_they_reach_the_host_list(monkeypatch):
     monkeypatch.setattr(launcher, "_allocation", lambda environ: ["n1", "n2,n9", "n3"])
     with pytest.raises(UsageError, match="invalid node name"):
         launcher.build_argv(["app"], None, ["n3"])
+
+
+@pytest.mark.parametrize("cls,command,option,line", [
+    (MpirunLauncher, "mpirun.openmpi", "--hostfile", "localhost slots=1\n"),
+    (MpiexecLauncher, "mpiexec.hydra", "-f", "localhost:1\n")])
+def test_a_long_host_list_goes_to_a_private_hostfile(monkeypatch, cls, command, option, line):
+    """Longer than one argv word may safely be: a hostfile the real MPI reads, in a
+    directory only we can read, gone when the step is over."""
+    need(command)
+    monkeypatch.setattr(mpi, "HOST_LIST_MAX", 5)
+    env = dict(os.environ, SCR_NODELIST="localhost,nodeX", **ROOT_OK)
+    launcher = cls(ctx(env, mpirun=command, mpiexec=command))
+    step = launcher.launch(["-n", "1", "true"], exclude=["nodeX"], env=env)
+    i = step.argv.index(option)
+    hostfile = step.argv[i + 1]
+    directory = os.path.dirname(hostfile)
+    assert open(hostfile).read() == line
+    assert os.stat(directory).st_mode & 0o077 == 0
+    assert launcher.wait(step, timeout=60) == 0
+    assert not os.path.exists(directory)

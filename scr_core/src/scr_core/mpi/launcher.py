@@ -20,7 +20,9 @@ Where the ranks run
     With no excluded node, nothing is added: the MPI reads the allocation itself (Open
     MPI's ras/plm slurm, lsf..., hydra's RMK) exactly as without scr. With excluded nodes,
     the allocation's nodes (:meth:`JobEnv.node_list`: ``SCR_NODELIST`` or the resource
-    manager's) minus the excluded ones are given as a host list with ``S`` slots each: the
+    manager's) minus the excluded ones are given as a host list with ``S`` slots each (in a
+    hostfile, in a private directory removed when the step ends, if the list is longer than
+    64 KiB, half of what one argv word may hold): the
     ranks per node the arguments ask for (ppr/-ppn/-N), else ``ceil(ranks / allocation
     nodes)``, else 1. Inside a ``local`` allocation (virtual nodes of this machine) every
     rank runs here: the host list is ``localhost`` with ``S`` slots per usable virtual node.
@@ -51,6 +53,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from typing import Any, Mapping, Sequence
 
@@ -98,6 +101,8 @@ _USER_HOSTS = {
 }
 _PPR_RE = re.compile(r"^ppr:(\d+):node\b")
 
+# one argv word may hold 128 KiB on Linux (MAX_ARG_STRLEN); longer host lists go to a file
+HOST_LIST_MAX = 64 * 1024
 _SNAPSHOT_SECONDS = 0.5  # how often wait() looks for mpirun's children
 _flavors: dict = {}  # (resolved command, mtime) -> flavor: `--version` asked once per process
 
@@ -261,14 +266,22 @@ class _MpiLauncher(Launcher):
 
     # -- Launcher -----------------------------------------------------------------------------
     def _argv(self, args: Sequence[str], nodes: Sequence[str] | None, exclude: Sequence[str],
-              environ: Mapping[str, str]) -> list[str]:
+              environ: Mapping[str, str], hostfile_dir: list | None = None) -> list[str]:
+        """The command line; a host list too long for one argv word is written to a
+        hostfile in a new private directory, appended to ``hostfile_dir`` (launch only)."""
         flavor = self.flavor(environ)
         options, program = split_mpi_args(args, flavor)
         if not program or program == ["--"]:
             raise LaunchError(f"{self.name}: no program to run after the {self.name} options")
         hosts = self.hosts(options, flavor, nodes, exclude, environ)
         argv = [self.command]
-        if hosts is not None:
+        if hosts is not None and hostfile_dir is not None and \
+                sum(len(h) + 1 for h in hosts) > HOST_LIST_MAX:
+            directory = tempfile.mkdtemp(prefix="scr-mpi-")  # mode 0700
+            hostfile_dir.append(directory)
+            argv += ["--hostfile" if flavor == OPENMPI else "-f",
+                     _write_hostfile(directory, hosts, flavor)]
+        elif hosts is not None:
             argv += ["--host" if flavor == OPENMPI else "-hosts", ",".join(hosts)]
         if flavor == OPENMPI:
             # ranks started over ssh get only -x variables (srun passes everything anyway)
@@ -289,7 +302,8 @@ class _MpiLauncher(Launcher):
         env: Mapping[str, str] | None = None,
     ) -> JobStep:
         environ = dict(env if env is not None else self.environ)
-        argv = self._argv(args, nodes, exclude, environ)
+        hostfile_dir: list = []
+        argv = self._argv(args, nodes, exclude, environ, hostfile_dir)
         if exclude and environ.get("SLURM_JOB_ID"):
             # The step of the previous run's daemons stays RUNNING in slurmctld when one of
             # its nodes died (mpirun killed its srun; the dead node never confirms the end),
@@ -301,9 +315,11 @@ class _MpiLauncher(Launcher):
             # Ctrl-C reaches mpirun, which forwards it to the ranks
             proc = subprocess.Popen(argv, env=environ)
         except OSError as exc:
+            for directory in hostfile_dir:
+                shutil.rmtree(directory, ignore_errors=True)
             raise LaunchError(f"{self.name}: cannot start {argv[0]}: {exc.strerror}") from exc
         return JobStep(argv=argv, process=proc, nodes=list(nodes) if nodes else None,
-                       exclude=list(exclude))
+                       exclude=list(exclude), data={"hostfile_dir": hostfile_dir})
 
     def wait(self, step: JobStep, timeout: float | None = None) -> int | None:
         if step.returncode is not None:
@@ -325,6 +341,8 @@ class _MpiLauncher(Launcher):
             if left is not None and left <= _SNAPSHOT_SECONDS:
                 return None
         _reap_leftovers(seen)
+        for directory in step.data.get("hostfile_dir", ()):
+            shutil.rmtree(directory, ignore_errors=True)
         step.returncode = rc
         return rc
 
@@ -362,6 +380,21 @@ class _MpiLauncher(Launcher):
         options[index] = word[:len(word) - len(value)] + str(fitted) if "=" in word \
             else str(fitted)
         return options + program
+
+
+def _write_hostfile(directory: str, hosts: Sequence[str], flavor: str) -> str:
+    """``directory/hosts`` with one ``name slots=S`` (Open MPI) or ``name:S`` (hydra, which
+    refuses ``slots=``) line per host, written whole before it gets its name."""
+    path = os.path.join(directory, "hosts")
+    lines = [h.replace(":", " slots=") if flavor == OPENMPI else h for h in hosts]
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hosts-")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise LaunchError(f"cannot write the hostfile {path}: {exc.strerror}") from exc
+    return path
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
