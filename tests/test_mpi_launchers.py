@@ -211,3 +211,15 @@ def test_a_long_host_list_goes_to_a_private_hostfile(monkeypatch, cls, command, 
     assert os.stat(directory).st_mode & 0o077 == 0
     assert launcher.wait(step, timeout=60) == 0
     assert not os.path.exists(directory)
+
+
+def test_node_checks_of_an_mpirun_job_use_the_detected_launchers_one_node_launch():
+    """mpirun has no one-node launch: inside Slurm the node checks go through srun's, with no
+    launcher to lend one through ClusterShell (ssh), instead of failing on every node."""
+    from scr_core.engine.jobenv import JobEnv
+
+    slurm = {"SLURM_JOB_ID": "5", "SLURM_JOB_NODELIST": "n[1-2]", "PATH": os.defpath}
+    assert JobEnv(environ=slurm, launcher_hint="mpirun")._hinted_launcher() == "srun"
+    assert JobEnv(environ=slurm, launcher_hint="srun")._hinted_launcher() == "srun"
+    assert JobEnv(environ={"PATH": os.defpath},
+                  launcher_hint="mpiexec")._hinted_launcher() is None

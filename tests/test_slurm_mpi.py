@@ -108,21 +108,25 @@ def env_lines(prefix: Path, **extra: str) -> str:
     # watchdog ends a run that hangs (Open MPI's mpirun hung once in six crashes here
     # after "ORTE has lost communication with a remote daemon")
     values = {"SCR_PREFIX": str(prefix), "SCR_RUN_SETTLE_SECONDS": "2",
-              "SCR_NODE_TESTS": "ping", "SCR_RUNS": "3", "SCR_MIN_NODES": "3",
+              "SCR_RUNS": "3", "SCR_MIN_NODES": "3",
               "SCR_WATCHDOG": "1", "SCR_WATCHDOG_TIMEOUT": "45", "SCR_MPI_PROBE": "seen",
               "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", **extra}
     return "".join(f"export {k}='{v}'\n" for k, v in values.items())
 
 
-@pytest.mark.parametrize("mpi,command", [
-    ("openmpi", f"{PY} -m scr_core run mpirun -np 3"),
-    ("mpich", f"{PY} -m scr_core run mpiexec -n 3"),
+@pytest.mark.parametrize("mpi,command,node_tests", [
+    ("openmpi", f"{PY} -m scr_core run mpirun -np 3", "ping"),
+    ("mpich", f"{PY} -m scr_core run mpiexec -n 3", "ping"),
+    # the default node tests: echo and dir_capacity run through srun's one-node launch
+    # (mpirun has none), on the nodes that answered ping
+    ("openmpi", f"{BIN}/scr_mpirun -np 3", "default"),
 ])
 def test_node_crash_relaunch_excluding_it_leaves_no_process(slurm, tmp_path, mpi_programs,
-                                                           mpi, command):
+                                                           mpi, command, node_tests):
     prefix = tmp_path / "prefix"
     prefix.mkdir()
-    body = (env_lines(prefix, SCR_MPIEXEC="mpiexec.hydra") +
+    tests = {"SCR_NODE_TESTS": node_tests} if node_tests != "default" else {}
+    body = (env_lines(prefix, SCR_MPIEXEC="mpiexec.hydra", **tests) +
             f"{command} {mpi_programs[mpi]} 200 50\n"
             "echo SCR_RUN_EXIT=$?\n")
     _jid, out = submit(slurm, tmp_path, body)
@@ -133,6 +137,8 @@ def test_node_crash_relaunch_excluding_it_leaves_no_process(slurm, tmp_path, mpi
     assert "SCR_RUN_EXIT=0" in text, text
     assert ("Open MPI" if mpi == "openmpi" else "MPICH") in text
     assert "node n2 is down" in text and "run 2 of 3 on 3 node(s), excluding n2" in text
+    assert "Failed to ping" in text  # found by the node tests, before Slurm knows
+    assert not re.search(r"node n[134] is down", text), text
     second = text.split("excluding n2", 1)[1]
     ranks = re.findall(r"^mpi_loop: rank \d of 3 on (n\d) probe=(\w+)$", second, re.M)
     assert sorted(ranks) == [("n1", "seen"), ("n3", "seen"), ("n4", "seen")], second
@@ -150,7 +156,7 @@ def test_scr_mpirun_killed_step_leaves_no_process(slurm, tmp_path, mpi_programs)
     no rank, orted or srun is left on any node."""
     prefix = tmp_path / "prefix"
     prefix.mkdir()
-    body = (env_lines(prefix) +
+    body = (env_lines(prefix, SCR_NODE_TESTS="none") +
             f"{BIN}/scr_mpirun -np 4 {mpi_programs['openmpi']} 100000 50\n"
             "echo SCR_RUN_EXIT=$?\n")
     _jid, out = submit(slurm, tmp_path, body)
