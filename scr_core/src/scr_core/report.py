@@ -332,7 +332,8 @@ def _merge_control(ckpts: list[dict[str, Any]], src: _Sources) -> None:
         if c["dset"] is None or not os.path.isdir(ddir):
             continue
         summary = src.control(f"summary.scr of dataset {c['dset']}",
-                              os.path.join(ddir, "summary.scr"), lambda: read_summary(ddir))
+                              os.path.join(ddir, "summary.scr"),
+                              lambda ddir=ddir: read_summary(ddir))
         if summary is not None:
             c["summary_complete"] = summary.complete
             if c["bytes"] is None and summary.dataset is not None and summary.dataset.size:
@@ -561,7 +562,7 @@ def format_secs(secs: Optional[float]) -> str:
         return f"{secs:.3g} s" if secs < 1 else f"{secs:.1f} s"
     if secs < 60:
         return f"{secs:.0f} s"
-    minutes, s = divmod(int(round(secs)), 60)
+    minutes, s = divmod(round(secs), 60)
     if minutes < 60:
         return f"{minutes}m{s:02d}s"
     hours, minutes = divmod(minutes, 60)
@@ -662,9 +663,9 @@ def format_text(report: dict[str, Any]) -> str:
         out.append(f"  {n['node']} down before run {n.get('before_run') or '?'}: "
                    f"{n['reason'] or '?'} (found by {n['found_by']})")
 
-    ckpts = [c for c in report["checkpoints"]]
+    ckpts = report["checkpoints"]
     written = [c for c in ckpts if c["end"] is not None]
-    flushed = [c for c in ckpts if c["flush"] and c["flush"]["kind"] != "failed"
+    flushed = [c for c in ckpts if (c["flush"] and c["flush"]["kind"] != "failed")
                or (c["index"] and c["index"]["flushed"] and not c["scavenge"])]
     scavenged = [c for c in ckpts if c["scavenge"]]
     total = sum(c["bytes"] or 0 for c in written)

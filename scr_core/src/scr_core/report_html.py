@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import jinja2
 
-from scr_core.report import nodes_text, format_size, format_secs, format_stamp
+from scr_core.report import format_secs, format_size, format_stamp, nodes_text
 
 __all__ = ["render_html"]
 
@@ -35,8 +35,8 @@ def _ticks(t0: float, t1: float) -> list[float]:
 
 
 def _outcome_class(run: dict[str, Any]) -> str:
-    if run["outcome"] == "failed" or run["exit_code"] not in (None, 0) and \
-            run["outcome"] != "halted":
+    if run["outcome"] == "failed" or (run["exit_code"] not in (None, 0)
+                                      and run["outcome"] != "halted"):
         return "failed"
     if run["outcome"] == "halted" or run["exit_code"] == 0:
         return "ok"
@@ -130,7 +130,8 @@ def _timeline(report: dict[str, Any], alloc: dict[str, Any]) -> dict[str, Any]:
         if at is None:
             continue
         title = [f"{c['kind']} {c['name'] or ''} (dataset {c['dset']})",
-                 f"written {format_stamp(at)} in {format_secs(c['secs'])}, {format_size(c['bytes'])}"]
+                 f"written {format_stamp(at)} in {format_secs(c['secs'])}, "
+                 f"{format_size(c['bytes'])}"]
         fl, sc = c["flush"], c["scavenge"]
         if fl:
             title.append(f"flush ({fl['kind']}) {format_secs(fl['secs'])}")
