@@ -49,12 +49,13 @@ from scr_core.ckpt_interval import (
     analyze,
     optimum_interval,
 )
+from scr_core.jsonout import SCHEMAS
 from scr_core.scrlog import LogRecord, ParsedLog, log_path, parse_file
 
 __all__ = ["SCHEMA", "build_report", "format_secs", "format_size", "format_stamp", "format_text",
            "found_by", "nodes_text"]
 
-SCHEMA = "scr.report/1"
+SCHEMA = SCHEMAS["report"]
 
 _RE_RUN = re.compile(r"(?:^|\s)run=(\d+)")
 _RE_NODES = re.compile(r"(?:^|\s)nodes=(\S+)")
