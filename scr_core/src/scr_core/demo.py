@@ -12,8 +12,8 @@ checkpoint, which the others wait for. Rank and size come from the launcher's en
 (Slurm, Open MPI/PMIx, LSF jsrun, Flux, the local backend).
 
 With ``SCR_LOG_ENABLE=1`` rank 0 writes the SCR log lines libscr writes (``START``,
-``CHECKPOINT_START``/``_END``, ``xfer=CHECKPOINT`` and ``xfer=FLUSH_SYNC`` with bytes and
-seconds, ``HALT``), so that ``scr report`` and ``scr ckpt-interval`` have what a real
+``RESTART_SUCCESS``, ``CHECKPOINT_START``/``_END``, ``xfer=CHECKPOINT`` and ``xfer=FLUSH_SYNC``
+with bytes and seconds, ``HALT``), so that ``scr report`` and ``scr ckpt-interval`` have what a real
 application gives them.
 
 Failure injection, each at most once per prefix (marker files in ``<prefix>/.scr``):
@@ -255,6 +255,8 @@ class Demo:
             self.say(f"starting at step {step} of {a.steps} with {self.size} rank(s)")
             if self.log is not None:
                 self.log.start(procs=self.size, nodes=nnodes)
+                if step:
+                    self.log.event("RESTART_SUCCESS", dset=step, secs=0.0)
         while step < a.steps:
             step += 1
             time.sleep(a.step_seconds)

@@ -201,6 +201,9 @@ def _run_entry(number: int, run: RunSummary) -> dict[str, Any]:
                 entry["node_count"] = rec.nodes
             entry["host"] = rec.host
         elif rec.label == "RUN_END" and rec.jobid == run.jobid:
+            # the script's record is the authority on the end; its secs on the duration
+            entry["end"] = rec.time
+            entry["secs"] = rec.secs if rec.secs is not None else max(0.0, rec.time - run.start)
             m = _RE_RC.search(note)
             entry["exit_code"] = int(m.group(1)) if m else None
             m = _RE_KILLED.search(note)
