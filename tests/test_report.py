@@ -203,9 +203,10 @@ def test_partial_and_unreadable_inputs_give_what_is_known(demo, tmp_path):
 
 
 def test_html_without_the_optional_extra_is_one_line_and_code_7(demo, tmp_path):
+    page = str(tmp_path / "r.html")
     code = ("import sys; sys.modules['jinja2'] = None\n"
             "from scr_core.cli.main import main\n"
-            f"sys.exit(main(['report', '-p', {str(demo)!r}, '--html', {str(tmp_path / 'r.html')!r}]))")
+            f"sys.exit(main(['report', '-p', {str(demo)!r}, '--html', {page!r}]))")
     r = subprocess.run([sys.executable, "-c", code], env=clean_env(tmp_path),
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 7, r.stderr
@@ -220,7 +221,8 @@ def test_html_without_the_optional_extra_is_one_line_and_code_7(demo, tmp_path):
 def browser():
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         if os.environ.get("CI") == "true":
-            pytest.fail("Debian's chromium and chromium-driver are missing (dev/setup installs them)")
+            pytest.fail("Debian's chromium and chromium-driver are missing "
+                        "(dev/setup installs them)")
         pytest.skip("chromium/chromium-driver not installed (dev/setup installs them)")
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service

@@ -4,7 +4,7 @@
 ``xfer=CHECKPOINT/FLUSH_SYNC/FLUSH_ASYNC``, ``RESTART_*``, ``HALT`` -- and the job scripts'
 -- ``RUN_START``/``RUN_END``/``NODE_FAIL``/``SCAVENGE_*``), the index, the flush file, the
 halt file and each dataset's ``summary.scr``, and returns one JSON-ready dict whose layout
-is the versioned schema ``scr.report/1`` (docs/report-schema.md). Anything it cannot read
+is the versioned schema ``scr.report/1`` (docs/json-schemas.md). Anything it cannot read
 becomes a sentence in ``missing`` and the rest of the report stands: a torn or foreign
 line, a corrupt control file or a missing log never stops it.
 

@@ -16,7 +16,7 @@ read is named on a 'Missing:' line (in --json: the "missing" list) and the rest 
 Failures are runs that did not end cleanly and were relaunched, lost a node, or ended the
 job with a non-zero exit code; time lost runs from the checkpoint the next run restarted from
 (else the last one before the failure) to the relaunch. --json prints the report as one JSON
-object of schema "scr.report/1" (docs/report-schema.md). --html FILE writes a self-contained
+object of schema "scr.report/1" (docs/json-schemas.md). --html FILE writes a self-contained
 page (inline SVG timeline, no network access); it needs the optional extra scr-core[report]
 (jinja2): pip install 'scr-core[report]'.
 
