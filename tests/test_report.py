@@ -202,6 +202,30 @@ def test_partial_and_unreadable_inputs_give_what_is_known(demo, tmp_path):
     assert {c["dset"] for c in rep["checkpoints"]} == {5, 10, 15, 20, 25, 30}  # flush file
 
 
+def test_any_cut_or_shuffle_of_a_real_log_gives_a_report(tmp_path):
+    """Torn, reordered, duplicated or foreign lines: a report and a page, never an exception."""
+    import random
+
+    from scr_core.report import format_text
+    from scr_core.report_html import render_html
+
+    lines = (REAL / ".scr" / "log").read_text().splitlines(keepends=True)
+    rng = random.Random(23)
+    (tmp_path / ".scr").mkdir()
+    for trial in range(25):
+        picked = lines[:]
+        if trial % 3 == 0:
+            rng.shuffle(picked)
+        picked = picked[rng.randrange(len(picked)):] if trial % 2 else picked
+        text = "".join(picked)
+        cut = rng.randrange(len(text) + 1)
+        text = text[:cut] + rng.choice(["", "\x00garbage\n", "2026-13-40T99:00:00: x=1\n"])
+        (tmp_path / ".scr" / "log").write_text(text)
+        rep = build_report(str(tmp_path))
+        json.dumps(rep)
+        assert format_text(rep) and "</html>" in render_html(rep)
+
+
 def test_html_without_the_optional_extra_is_one_line_and_code_7(demo, tmp_path):
     page = str(tmp_path / "r.html")
     code = ("import sys; sys.modules['jinja2'] = None\n"

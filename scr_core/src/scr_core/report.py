@@ -517,8 +517,8 @@ def build_report(prefix: str, logfile: Optional[str] = None) -> dict[str, Any]:
     allocs, idle = _allocations(runs, node_fails, at_start)
 
     halts = []
-    for rid, run in run_of:
-        for rec in run.records:
+    for rid, owned in [(None, stats.before_runs)] + [(i, r.records) for i, r in run_of]:
+        for rec in owned:
             if rec.kind == "event" and rec.label == "HALT":
                 halts.append({"time": rec.time, "reason": rec.note, "jobid": rec.jobid,
                               "run": rid})
