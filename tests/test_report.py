@@ -357,8 +357,10 @@ def test_json_of_index_halt_down_nodes_and_should_exit(demo, tmp_path):
 
 @pytest.mark.slurm
 def test_slurm_node_crash_and_relaunch_report(slurm, tmp_path):
-    """A real sbatch job on the lab's 3 nodes: n3 crashes after the first checkpoint, scr run
-    relaunches on n1-n2, which resume; the report names the runs, nodes and failure."""
+    """A real sbatch job on 3 of the lab's nodes: the last one crashes after the first
+    checkpoint, scr run relaunches on the other two, which resume; the report names the runs,
+    their nodes and the failure as the log has them."""
+    from scr_core.hostlist import expand
     from test_slurm_scr_run import env_lines, exit_code, finish, submit, wait_file
 
     py = sys.executable
@@ -370,20 +372,24 @@ def test_slurm_node_crash_and_relaunch_report(slurm, tmp_path):
             "echo SCR_RUN_EXIT=$?\n")
     jid, out = submit(slurm, tmp_path, body, "-N3", "-t", "10", name="report")
     wait_file(prefix / ".scr" / "index.scr", 90, "the first checkpoint")
-    slurm.lab("crash", "n3")
+    (first,) = records_of(prefix, "RUN_START")
+    nodes = expand(re.search(r"nodes=(\S+)", first.note).group(1))
+    assert len(nodes) == 3, first.note
+    victim = nodes[-1]
+    slurm.lab("crash", victim)
     text = finish(slurm, jid, out)
     assert exit_code(text) == 0, text
     rep = build_report(str(prefix))
     starts, ends = records_of(prefix, "RUN_START"), records_of(prefix, "RUN_END")
     (alloc,) = rep["allocations"]
-    assert alloc["jobid"] == jid and alloc["nodes"] == ["n1", "n2", "n3"]
+    assert alloc["jobid"] == jid and alloc["nodes"] == nodes
     r1, r2 = rep["runs"]
-    assert r1["nodes"] == ["n1", "n2", "n3"] and r2["nodes"] == ["n1", "n2"]
+    assert r1["nodes"] == nodes and r2["nodes"] == nodes[:2]
     assert (r1["start"], r1["end"]) == (starts[0].time, ends[0].time)
     assert r1["exit_code"] != 0 and r2["exit_code"] == 0 and r2["start"] == starts[1].time
     (fail,) = rep["failures"]
     (node,) = fail["nodes"]
-    assert node["node"] == "n3" and node["found_by"] == "resource manager"
+    assert node["node"] == victim and node["found_by"] == "resource manager"
     assert "not responding" in node["reason"].lower()
     assert node["detected"] == records_of(prefix, "NODE_FAIL")[0].time
     point = fail["last_checkpoint"]
@@ -392,4 +398,7 @@ def test_slurm_node_crash_and_relaunch_report(slurm, tmp_path):
     ckpt_end = {r.dset: r.time for r in records_of(prefix, "CHECKPOINT_END")}
     assert fail["lost_secs"] == pytest.approx(starts[1].time - ckpt_end[restart])
     assert "finished" in rep["end"]["reason"]
-    assert {c["dset"] for c in rep["checkpoints"]} == set(ckpt_end)
+    # (a checkpoint the crash cut short is known from the flush file only)
+    assert set(ckpt_end) <= {c["dset"] for c in rep["checkpoints"]}
+    assert all(rep_c["end"] == ckpt_end[rep_c["dset"]] for rep_c in rep["checkpoints"]
+               if rep_c["dset"] in ckpt_end)
