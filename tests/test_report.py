@@ -148,6 +148,49 @@ def test_real_libscr_log(tmp_path):
     assert rep["interval"]["daly"] is not None
 
 
+def test_two_allocations_scavenge_down_at_start_and_a_halt(tmp_path):
+    """Lines as scr run, scavenge and libscr write them (ScrLog), over two allocations."""
+    from scr_core.scrlog import ScrLog
+
+    t = 1_800_000_000
+    a = ScrLog(str(tmp_path), "100", host="n1")
+    a.event("NODE_FAIL", note="n9: User excluded via SCR_EXCLUDE_NODES", secs=0, start=t)
+    a.event("RUN_START", note="run=1 nodes=n[1-2]", start=t)
+    a.start(procs=2, nodes=2, start=t + 1)
+    a.event("CHECKPOINT_START", dset=1, name="ckpt.1", start=t + 100)
+    a.event("CHECKPOINT_END", dset=1, name="ckpt.1", secs=4.0, start=t + 104)
+    a.transfer("CHECKPOINT", dset=1, name="ckpt.1", secs=4.0, bytes=8e9, files=2, start=t + 100)
+    a.event("RUN_END", note="run=1 rc=1", secs=200, start=t + 200)
+    a.event("NODE_FAIL", note="n2: Not responding", secs=0, start=t + 201)
+    a.event("SCAVENGE_START", dset=1, name="ckpt.1", start=t + 201)
+    a.event("SCAVENGE_END", dset=1, name="ckpt.1", secs=9.5, start=t + 211)
+    b = ScrLog(str(tmp_path), "200", host="n5")
+    b.event("RUN_START", note="run=1 nodes=n[5-6]", start=t + 1000)
+    b.event("NODE_FAIL", note="n6: Failed to ping", secs=0, start=t + 1400)
+    b.event("RUN_END", note="run=1 rc=137", secs=390, start=t + 1390)
+    b.event("HALT", note="no runs left", start=t + 1401)
+
+    rep = build_report(str(tmp_path))
+    assert [x["jobid"] for x in rep["allocations"]] == ["100", "200"]
+    assert rep["allocations"][0]["nodes"] == ["n1", "n2", "n9"]  # n9 excluded at start
+    assert rep["allocations"][1]["nodes"] == ["n5", "n6"]
+    (down,) = rep["nodes_down_at_start"]
+    assert down["node"] == "n9" and down["found_by"] == "excluded by the user"
+    assert down["before_run"] == 1
+    f1, f2 = rep["failures"]
+    assert f1["run"] == 1 and f1["cause"] == "node failure: n2" and f1["exit_code"] == 1
+    assert f1["nodes"][0]["found_by"] == "resource manager"
+    assert f1["relaunch_run"] == 2 and not f1["same_allocation"]
+    assert f1["lost_secs"] == 1000 - 104  # from ckpt.1 to the next allocation's run
+    assert f2["nodes"][0]["node"] == "n6" and f2["nodes"][0]["found_by"] == "node test"
+    assert f2["relaunch"] is None and f2["lost_secs"] == 1390 - 104
+    (c,) = rep["checkpoints"]
+    assert c["scavenge"] == {"start": t + 201, "secs": 9.5} and c["bandwidth"] == 2e9
+    assert "stopped by a halt condition after run 2: no runs left" in rep["end"]["reason"]
+    assert rep["interval"]["used"] is None and rep["interval"]["failures"] == 2
+    assert [r["outcome"] for r in rep["runs"]] == ["failed", "failed"]
+
+
 # ------------------------------------------------------------------------- the command
 
 

@@ -15,8 +15,8 @@ How the history is reconstructed:
   each owns; ``RUN_START``'s note gives the run number and the nodes the step could use
   (``run=2 nodes=n[1-3]``), ``RUN_END``'s the exit code; a run without ``RUN_END`` ends at
   its last record (``end_logged`` false).  **Allocations** are runs of one jobid in a row.
-- **Failures** are runs that analyze counts as failed, plus a last run that ended with a
-  non-zero exit code (unless killed by ``scr_halt --immediate``).  Their ``NODE_FAIL``
+- **Failures** are runs that analyze counts as failed, plus the last run of the log when it
+  ended with a non-zero exit code (unless killed by ``scr_halt --immediate``).  Their ``NODE_FAIL``
   records (logged when the failed node is found, after the run) name the nodes; how each was
   found is read from the reason SCR writes: ``Specified as down``, ``...SCR_EXCLUDE_NODES``,
   ``Failed ...`` (a node test), anything else (the resource manager's reason).
@@ -382,9 +382,11 @@ def _failures(runs: list[dict[str, Any]], ckpts: list[dict[str, Any]],
     for i, run in enumerate(runs):
         last = i == len(runs) - 1
         killed_by_halt = bool(run["killed"] and "scr_halt" in run["killed"])
+        # as ckpt-interval counts them, plus a last run that failed and was not relaunched
+        # (a run that ended with its allocation is not a failure, whatever its exit code)
         failed = run["outcome"] == "failed" or (
-            run["exit_code"] not in (None, 0) and not killed_by_halt
-            and run["outcome"] != "halted" and (last or run["outcome"] == "allocation_end"))
+            last and run["exit_code"] not in (None, 0) and not killed_by_halt
+            and run["outcome"] != "halted")
         if not failed:
             continue
         nxt = runs[i + 1] if not last else None
