@@ -223,3 +223,22 @@ def test_node_checks_of_an_mpirun_job_use_the_detected_launchers_one_node_launch
     assert JobEnv(environ=slurm, launcher_hint="srun")._hinted_launcher() == "srun"
     assert JobEnv(environ={"PATH": os.defpath},
                   launcher_hint="mpiexec")._hinted_launcher() is None
+
+
+def test_a_launcher_left_without_children_is_stopped(tmp_path):
+    """Open MPI's mpirun hangs in its abort after a node crash, its ranks and daemons gone:
+    once it had children and has had none for mpi.orphan_timeout seconds, it is stopped."""
+    fake = tmp_path / "mpirun"
+    fake.write_text("#!/bin/sh\nsleep 0.7\nexec sleep 300\n")  # a child, then none, forever
+    fake.chmod(0o755)
+    env = {"SCR_NODELIST": "n1", "PATH": os.defpath}
+    launcher = MpirunLauncher(ctx(env, mpirun=str(fake), flavor="openmpi", orphan_timeout=1,
+                                  kill_grace=2))
+    step = launcher.launch(["-np", "1", "app"], env=env)
+    t0 = time.monotonic()
+    rc = launcher.wait(step, timeout=30)
+    assert rc == -15 and time.monotonic() - t0 < 10
+    # a launcher whose children come and go is left alone
+    fake.write_text("#!/bin/sh\nfor i in 1 2 3 4 5 6; do sleep 0.4; done\n")
+    step = launcher.launch(["-np", "1", "app"], env=env)
+    assert launcher.wait(step, timeout=30) == 0

@@ -104,12 +104,9 @@ def _strays(slurm, nodes) -> dict:
 
 
 def env_lines(prefix: Path, **extra: str) -> str:
-    # ping catches the crashed node at once (Slurm takes ~25 s to call it down); the
-    # watchdog ends a run that hangs (Open MPI's mpirun hung once in six crashes here
-    # after "ORTE has lost communication with a remote daemon")
+    # ping catches the crashed node at once (Slurm takes ~25 s to call it down)
     values = {"SCR_PREFIX": str(prefix), "SCR_RUN_SETTLE_SECONDS": "2",
-              "SCR_RUNS": "3", "SCR_MIN_NODES": "3",
-              "SCR_WATCHDOG": "1", "SCR_WATCHDOG_TIMEOUT": "45", "SCR_MPI_PROBE": "seen",
+              "SCR_RUNS": "3", "SCR_MIN_NODES": "3", "SCR_MPI_PROBE": "seen",
               "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", **extra}
     return "".join(f"export {k}='{v}'\n" for k, v in values.items())
 
@@ -137,7 +134,9 @@ def test_node_crash_relaunch_excluding_it_leaves_no_process(slurm, tmp_path, mpi
     assert "SCR_RUN_EXIT=0" in text, text
     assert ("Open MPI" if mpi == "openmpi" else "MPICH") in text
     assert "node n2 is down" in text and "run 2 of 3 on 3 node(s), excluding n2" in text
-    assert "Failed to ping" in text  # found by the node tests, before Slurm knows
+    # found by ping, or by Slurm when Open MPI's mpirun hung in its abort and was stopped
+    # ("no rank or daemon left under it"): either way before the second run
+    assert re.search(r"node n2 is down: (Failed to ping|Slurm reports down)", text), text
     assert not re.search(r"node n[134] is down", text), text
     second = text.split("excluding n2", 1)[1]
     ranks = re.findall(r"^mpi_loop: rank \d of 3 on (n\d) probe=(\w+)$", second, re.M)

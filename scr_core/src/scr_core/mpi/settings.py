@@ -26,6 +26,11 @@ class MpiSettings(BaseModel):
         10.0, ge=0, description="seconds between SIGTERM (mpirun/mpiexec stop every rank and "
                                 "daemon) and SIGKILL of the launcher and its local children",
     )
+    orphan_timeout: float = Field(
+        10.0, ge=0, description="seconds mpirun/mpiexec may run on without any child process "
+                                "(no local rank, no srun/ssh of its daemons) after it had "
+                                "some, before it is stopped as hung (0: never)",
+    )
     version_timeout: float = Field(
         20.0, gt=0, description="seconds '<command> --version' may take",
     )
