@@ -236,3 +236,124 @@ def test_scr_c_tools_accept_what_we_write(flushed, tmp_path):
         printed = subprocess.run([kvtree_print, str(path)], capture_output=True, text=True)
         assert printed.returncode == 0
         assert printed.stdout == kvtree.format_tree(kvtree.read(path))
+
+
+# --------------------------------------------------------------------------- halt
+
+
+def _stopped_at(proc: subprocess.CompletedProcess) -> tuple[str | None, int]:
+    """("should_exit"|"halted"|None, last checkpoint) from halt_app's output."""
+    lines = [ln for ln in proc.stdout.splitlines() if ln.split(" ")[0] in
+             ("checkpoint", "should_exit", "done")]
+    last_ckpt = max([int(ln.split()[1]) for ln in lines if ln.startswith("checkpoint")] or [0])
+    if any(ln.startswith("should_exit") for ln in lines):
+        return "should_exit", last_ckpt
+    if "done" not in lines:
+        return "halted", last_ckpt
+    return None, last_ckpt
+
+
+NOW = int(time.time())
+
+
+@pytest.mark.parametrize("settings, extra_env, expect", [
+    ([["-c", "2"]], {}, ("should_exit", 2)),
+    ([[]], {}, ("should_exit", 1)),  # no condition: ExitReason JOB_HALTED
+    ([["-a", f"@{NOW - 60}"]], {}, ("should_exit", 1)),
+    ([["-a", "+2h"]], {}, (None, 4)),
+    ([["-b", "+1h", "-s", "7200"]], {}, ("should_exit", 1)),
+    ([["-b", "+1h"]], {}, (None, 4)),
+    ([["-s", "600"]], {"SCR_END_TIME": str(NOW + 300)}, ("should_exit", 1)),
+    ([["-s", "600"]], {"SCR_END_TIME": str(NOW + 7200)}, (None, 4)),
+    ([["-c", "1"], [], ["--unset-checkpoints", "--unset-reason"]], {}, (None, 4)),
+    # libscr exit()s inside SCR_Complete_output of checkpoint 3: "checkpoint 3" is never
+    # printed, but the checkpoint is complete (checked below)
+    ([["-c", "3"]], {"SCR_HALT_EXIT": "1"}, ("halted", 2)),
+], ids=["checkpoints", "reason", "after-past", "after-future", "before-seconds",
+        "before-far", "seconds-left", "seconds-plenty", "unset", "halt-exit"])
+def test_our_halt_settings_stop_a_real_application_where_libscr_says(site, settings,
+                                                                      extra_env, expect):
+    for args in settings:
+        proc = site.scr("halt", *args, str(site.prefix))
+        assert proc.returncode == 0, proc.stderr
+    run = site.app("halt_app", "4", **extra_env)
+    assert _stopped_at(run) == expect, run.stdout + run.stderr
+    if expect[0] is None:
+        assert run.returncode == 0, run.stderr
+    # afterwards SCR's scr_retries_halt and our should-exit agree: stop
+    retries = site.tool("scr_retries_halt", "--dir", str(site.prefix))
+    ours = site.scr("should-exit", "-v", **extra_env)
+    assert retries.returncode == 0, "libscr's halt (or SCR_Finalize) leaves a reason"
+    if expect[0] == "halted":
+        state = HaltFile.for_prefix(site.prefix).read()
+        assert state.exit_reason == "NO_CHECKPOINTS_LEFT" and state.checkpoints_left == 0
+        assert FlushFile(site.prefix).latest() == 3
+        assert ours.returncode == 0, ours.stdout + ours.stderr
+
+
+SCR_HALT_CASES = [
+    ("scr_halt_cntl", ["-c", "0"]),
+    ("scr_halt_cntl", ["-c", "2"]),
+    ("scr_halt_cntl", ["-r", "MAINTENANCE"]),
+    ("scr_halt_cntl", ["-a", str(NOW - 5)]),
+    ("scr_halt_cntl", ["-a", str(NOW + 3600)]),
+    ("scr_halt_cntl", ["-b", str(NOW + 3600), "-s", "7200"]),
+    ("scr_halt_cntl", ["-b", str(NOW + 3600), "-s", "60"]),
+    ("scr_halt_cntl", ["-r", "X", "-xr"]),
+    ("scr_halt", ["--checkpoints", "5"]),
+    ("scr_halt", []),
+    ("scr_halt", ["--after", "2001-01-01T00:00:00"]),
+    ("scr_halt", ["--before", "2037-01-01T00:00:00", "--seconds", "30"]),
+    ("scr_halt", ["--checkpoints", "1", "--unset-checkpoints"]),
+]
+
+
+def test_halt_files_written_by_scr_read_by_us_with_scr_retries_halts_decision(site):
+    (site.prefix / ".scr").mkdir()  # scr_halt_cntl does not create it
+    for tool, args in SCR_HALT_CASES:
+        if os.path.exists(site.halt_path):
+            os.unlink(site.halt_path)
+        if tool == "scr_halt_cntl":
+            made = site.tool(tool, "-f", site.halt_path, *args)
+        else:
+            made = site.tool(tool, *args, str(site.prefix))
+        assert made.returncode == 0 and os.path.exists(site.halt_path), \
+            f"{tool} {args}: {made.stdout} {made.stderr}"
+        cntl = site.tool("scr_halt_cntl", "-f", site.halt_path, "-l")
+        ours = site.scr("halt", "--list", str(site.prefix))
+        assert ours.returncode == 0, ours.stderr
+        assert ours.stdout.strip() in (cntl.stdout + cntl.stderr), (tool, args)
+        retries = site.tool("scr_retries_halt", "--dir", str(site.prefix))
+        decision = site.scr("should-exit", "-v")
+        assert retries.returncode in (0, 1) and decision.returncode in (0, 1)
+        assert decision.returncode == retries.returncode, \
+            f"{tool} {args}: scr_retries_halt {retries.returncode} {retries.stdout!r}, " \
+            f"scr should-exit {decision.returncode} {decision.stdout} {decision.stderr}"
+
+    # SCR's known bug we do not repeat: epochs are C ints, so a time after 2038-01-19 reads
+    # back as 1962 and scr_retries_halt (like libscr) halts at once
+    os.unlink(site.halt_path)
+    assert site.tool("scr_halt", "--before", "2099-01-01T00:00:00",
+                     str(site.prefix)).returncode == 0
+    assert "1962" in site.tool("scr_halt_cntl", "-f", site.halt_path, "-l").stdout
+    assert site.tool("scr_retries_halt", "--dir", str(site.prefix)).returncode == 0
+    assert "2099" in site.scr("halt", "--list", str(site.prefix)).stdout
+    assert site.scr("should-exit").returncode == 1
+
+
+def test_finalize_called_within_and_across_allocations(site):
+    run = site.app("halt_app", "2")
+    assert _stopped_at(run) == (None, 2) and run.returncode == 0, run.stdout + run.stderr
+    assert HaltFile.for_prefix(site.prefix).read().exit_reason == "SCR_FINALIZE_CALLED"
+    # within the allocation that finished: SCR's scripts stop, and so do we
+    retries = site.tool("scr_retries_halt", "--dir", str(site.prefix))
+    assert retries.returncode == 0 and "SCR_FINALIZE_CALLED" in retries.stdout
+    within = site.scr("should-exit", "-v")
+    assert within.returncode == 0, within.stdout + within.stderr
+    # a new allocation on the same prefix: libscr ignores the reason and runs on
+    site.new_allocation()
+    across = site.scr("should-exit", "-v")
+    rerun = site.app("halt_app", "2")
+    assert _stopped_at(rerun) == (None, 2), rerun.stdout + rerun.stderr
+    assert across.returncode == 1, across.stdout + across.stderr
+    # (SCR's scr_retries_halt still says stop here: its scripts would not relaunch)
