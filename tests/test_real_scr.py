@@ -357,3 +357,76 @@ def test_finalize_called_within_and_across_allocations(site):
     assert _stopped_at(rerun) == (None, 2), rerun.stdout + rerun.stderr
     assert across.returncode == 1, across.stdout + across.stderr
     # (SCR's scr_retries_halt still says stop here: its scripts would not relaunch)
+
+
+# --------------------------------------------------------------------------- scavenge
+
+
+def _cached_run(site: Site, times: str = "3") -> list[int]:
+    """test_api leaving its checkpoints in cache only; returns the checkpoint ids, newest
+    first (the flush file lists them, nothing is on the prefix)."""
+    site.test_api("-t", times, SCR_CACHE_SIZE="3")
+    flush = FlushFile(site.prefix)
+    ids = flush.list_ckpt()
+    assert len(ids) == 3 and all(flush.need_flush(i) for i in ids)
+    assert not list(site.prefix.glob("ckpt.*")) and not IndexFile(site.prefix).exists()
+    return ids
+
+
+def _restart(site: Site, **extra: str) -> str:
+    """A new allocation (empty cache) restarting from the prefix; the checkpoint name
+    test_api says it restarted from (it verifies every byte it reads)."""
+    site.new_allocation()
+    proc = site.test_api("-t", "1", SCR_FETCH="1", **extra)
+    assert "did not find its checkpoint" not in proc.stdout, proc.stdout
+    names = [ln.split()[-1] for ln in proc.stdout.splitlines()
+             if ln.startswith("Restarting from checkpoint named")]
+    assert names, proc.stdout + proc.stderr
+    return names[0]
+
+
+def _listing(site: Site) -> dict[str, tuple[str, bool]]:
+    """scr_index --list (SCR's C tool): name -> (VALID, current)."""
+    proc = site.tool("scr_index", "--prefix", str(site.prefix), "--list")
+    assert proc.returncode == 0, proc.stderr
+    rows = {}
+    for line in proc.stdout.splitlines()[1:]:
+        parts = line.split()
+        rows[parts[-1]] = (parts[1], "*" in parts)
+    return rows
+
+
+def test_postrun_scavenges_the_latest_and_libscr_restarts_from_it(site):
+    ids = _cached_run(site)
+    newest = FlushFile(site.prefix).name(ids[0])
+    post = site.scr("postrun")
+    assert post.returncode == 0, post.stderr
+    assert _listing(site) == {newest: ("YES", True)}  # only the latest, and it is current
+    assert FlushFile(site.prefix).need_flush(ids[0]) is False
+    assert _restart(site) == newest
+
+
+def test_scr_current_picks_an_older_scavenged_checkpoint(site):
+    ids = _cached_run(site)
+    names = [FlushFile(site.prefix).name(i) for i in ids]
+    for dset in ids[:2]:
+        proc = site.scr("scavenge", "--id", str(dset))
+        assert proc.returncode == 0, proc.stderr
+    rows = _listing(site)
+    assert rows[names[0]][0] == rows[names[1]][0] == "YES"
+    assert _restart(site, SCR_CURRENT=names[1]) == names[1]
+
+
+def test_a_rank_file_lost_from_cache_falls_back_to_the_previous_dataset(site):
+    ids = _cached_run(site)
+    names = [FlushFile(site.prefix).name(i) for i in ids]
+    cindex = read_cindex(next(Path(site.storage).glob("*/scr.*/cindex.scrinfo")))
+    victim = Path(cindex.datasets[ids[0]].path) / "rank_1.ckpt"
+    victim.unlink()
+    post = site.scr("postrun")
+    assert post.returncode == 1, "the newest checkpoint was lost: postrun says so"
+    assert "rank_1.ckpt" in post.stderr and f"dataset {ids[0]}" in post.stderr
+    rows = _listing(site)
+    assert rows[names[1]] == ("YES", True)
+    assert rows[names[0]][0] == "NO"
+    assert _restart(site) == names[1]
