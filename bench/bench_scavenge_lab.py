@@ -155,7 +155,8 @@ def _job_env(lab: _Lab, prefix: str, settings: str) -> dict:
     return common.clean_env({
         "SLURM_JOB_ID": lab.job, "SLURM_JOB_NODELIST": "n[1-4]", "SCR_PREFIX": prefix,
         "SCR_SETTINGS_FILE": settings, "SCR_NODE_TESTS": "none", "USER": "root",
-        "SCR_SCAVENGE_SYNC": "none", "LAB_DIR": LAB_DIR})
+        "SCR_SCAVENGE_SYNC": "none", "SCR_REMOTE_EXEC": "launcher", "SCR_LAUNCHER": "srun",
+        "LAB_DIR": LAB_DIR})
 
 
 def _write_data(lab: _Lab, app: str, prefix: str, files: int, size: int) -> None:
@@ -196,8 +197,7 @@ def _case(lab: _Lab, app: str, label: str, files: int, size: int, rounds: int) -
         fh.write("slurm:\n" + "".join(f"  {c}: {_client(c)}\n"
                                       for c in ("sinfo", "squeue", "scontrol", "srun")))
     env = _job_env(lab, prefix, settings)
-    ours = [os.path.join(common.VENV_BIN, "scr"), "scavenge", "--id", "1", "-j", "srun",
-            "--quiet"]
+    ours = [os.path.join(common.VENV_BIN, "scr"), "scavenge", "--id", "1", "--quiet"]
     libexec = os.path.join(SCR_ROOT, "install", "libexec")
     scr_index = os.path.join(SCR_ROOT, "install", "bin", "scr_index")
 

@@ -42,8 +42,9 @@ def submit(slurm, tmp_path: Path, body: str, *sbatch_args: str, name: str = "job
     script = tmp_path / f"{name}.sh"
     script.write_text(body if body.startswith("#!") else "#!/bin/bash\n" + body)
     script.chmod(0o755)
+    # test_api writes its files relative to its working directory: the prefix
     proc = slurm.run(["sbatch", "--parsable", "--no-kill", *sbatch_args, f"--output={out}",
-                      str(script), *args], timeout=30)
+                      f"--chdir={tmp_path / 'prefix'}", str(script), *args], timeout=30)
     return parse.parse_sbatch_parsable(proc.stdout), out
 
 
@@ -81,10 +82,12 @@ def restarted_from(text: str) -> list[str]:
 
 
 def assert_verified(text: str) -> None:
-    """test_api checks every byte it restarts from; these are its complaints."""
+    """test_api checks every byte it restarts from; these are its complaints (a first run
+    has nothing to restart from and says so before its first checkpoint)."""
+    restarted = text[text.index("Restarting from checkpoint named"):]
     for bad in ("Invalid value", "not correct", "did not find its checkpoint",
                 "Could not read checkpoint", "ABORT"):
-        assert bad not in text, text
+        assert bad not in restarted, text
 
 
 def listing(real_scr, prefix: Path) -> dict[str, tuple[str, bool]]:
@@ -142,7 +145,8 @@ def test_crash_after_last_checkpoint_scavenge_rebuilds_with_scr_index(slurm, rea
     text = finish(slurm, jid, out, timeout=240)
     assert "APP_EXIT=0" in text and "POSTRUN_EXIT=0" in text, text
     latest = FlushFile(prefix).name(FlushFile(prefix).latest())
-    assert "rebuilt by scr_index" in text, text
+    # n3's rank came back from its partner's copy, and was verified before being recorded
+    assert re.search(r"saved \(rebuilt by scr_index\): 3 rank\(s\), 3 file\(s\)", text), text
     assert listing(real_scr, prefix) == {latest: ("YES", True)}
     assert next(e for e in IndexFile(prefix).entries() if e.name == latest).valid
     slurm.reset()
@@ -187,13 +191,16 @@ def test_scrs_job_script_template_drives_our_commands_through_a_crash(slurm, rea
     slurm.lab("crash", "n3")
     text = finish(slurm, jid, out, timeout=300)
     launches = re.findall(r"^\+ srun .*test_api", text, re.M)
-    assert len(launches) == 2, text
-    assert "--exclude n3" in launches[1], text
+    assert len(launches) >= 2 and "--exclude n3" in launches[1], text
     names = restarted_from(text)
     assert names and names[0].startswith("ckpt."), text
     assert_verified(text)
-    # after the successful run, SCR_FINALIZE_CALLED within this allocation ends the loop
-    assert "Halt condition detected, ending run." in text, text
+    assert re.search(r"^\+ .*/scr_list_down_nodes -j srun\n\+ down_nodes=n3$", text, re.M), text
+    assert re.search(r"^scr postrun: dataset \d+ \(ckpt\.\d+\) saved", text, re.M), text
     rows = listing(real_scr, prefix)
     current = [name for name, (_, cur) in rows.items() if cur]
     assert len(current) == 1 and rows[current[0]][0] == "YES", (rows, text)
+    # SCR's semantics: after the successful run (SCR_Finalize), scr_should_exit within the
+    # allocation says stop, so the loop launches twice (depends on i16a's change)
+    assert len(launches) == 2, text
+    assert "Halt condition detected, ending run." in text, text
