@@ -195,7 +195,7 @@ def test_scrs_job_script_template_drives_our_commands_through_a_crash(slurm, rea
     names = restarted_from(text)
     assert names and names[0].startswith("ckpt."), text
     assert_verified(text)
-    assert re.search(r"^\+ .*/scr_list_down_nodes -j srun\n\+ down_nodes=n3$", text, re.M), text
+    assert re.search(r"^\++ .*/scr_list_down_nodes -j srun\n\+ down_nodes=n3$", text, re.M), text
     assert re.search(r"^scr postrun: dataset \d+ \(ckpt\.\d+\) saved", text, re.M), text
     rows = listing(real_scr, prefix)
     current = [name for name, (_, cur) in rows.items() if cur]
