@@ -5,7 +5,12 @@ Data: ``tests/real_scr/apps/ckpt_files`` (libscr, ``SCR_FLUSH=0 SCR_CACHE_BYPASS
 type SINGLE), one rank per lab node (``srun -N4 --mpi=pmix``) in one allocation:
 
 ``large``  8 files of 128 MiB per node, 4 GiB in all (default mode: 2 x 128 MiB per node)
-``small``  5,000 files of 8 KiB per node, 20,000 in all (default mode: 1,000 per node)
+``small``  250 files of 8 KiB per node, 1,000 in all. 20,000 (the issue's figure) cannot
+           be made by real libscr 3.1.0: from ~1,500 files in one dataset its
+           duplicate-name check (``DTCMP_Rankv_strings``) reports distinct names as shared,
+           and libscr aborts ("Shared file access detected") across nodes, or silently
+           drops files from the filemaps on one node (docs/notes.md, issue 18). The 20k
+           small-file case against ``cp -a`` is ``bench_scavenge.py``'s.
 
 Each node's cache is ``/var/tmp/scr-bench-lab/cache/<hostname>`` on the disk (the lab's
 private ``/dev/shm`` is a 256 MiB tmpfs); control directories stay in each node's
@@ -80,7 +85,7 @@ def _run(argv: list, timeout: float = 120, env: dict | None = None) -> str:
                           timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:4])} ... exited {proc.returncode}: "
-                           f"{(proc.stderr or proc.stdout).strip()[-300:]}")
+                           f"{(proc.stderr or proc.stdout).strip()[:600]}")
     return proc.stdout + proc.stderr
 
 
@@ -165,6 +170,8 @@ def _write_data(lab: _Lab, app: str, prefix: str, files: int, size: int) -> None
     shutil.rmtree(prefix, ignore_errors=True)
     os.makedirs(cache)
     os.makedirs(prefix)
+    # the previous case's control directories name cache directories that are gone now
+    _run(lab.srun("-N4", "--ntasks-per-node=1", "rm", "-rf", f"/dev/shm/root/scr.{lab.job}"))
     env = _lab_env(USER="root", SCR_JOB_ID=lab.job, SCR_PREFIX=prefix, SCR_FLUSH="0",
                    SCR_CACHE_BYPASS="0", SCR_COPY_TYPE="SINGLE")
     # every node's cache under its own hostname: one srun, each task picks its directory
@@ -237,14 +244,18 @@ def run(quick: bool, full: bool = False) -> list[dict]:
         return [common.make_row(NAME, case, None, REFERENCE, None, TARGET,
                                 "skipped in --quick (needs the Slurm lab and minutes)")
                 for case in ("large", "small")]
-    cases = ([("large", 8, 128 << 20), ("small", 5000, 8192)] if full
-             else [("large", 2, 128 << 20), ("small", 1000, 8192)])
+    cases = ([("large", 8, 128 << 20), ("small", 250, 8192)] if full
+             else [("large", 2, 128 << 20), ("small", 250, 8192)])
     try:
         app = _build_app()
         with _Lab() as lab:
             rows: list[dict] = []
             for label, files, size in cases:
-                rows += _case(lab, app, label, files, size, rounds=3)
+                try:
+                    rows += _case(lab, app, label, files, size, rounds=3)
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    rows.append(common.make_row(NAME, label, None, REFERENCE, None, TARGET,
+                                                f"failed: {exc}"))
             return rows
     except _Unavailable as exc:
         return [common.make_row(NAME, label, None, REFERENCE, None, TARGET, str(exc))
