@@ -60,10 +60,14 @@ def _load_yaml(path: str) -> tuple[dict, dict]:
     import yaml
 
     try:
-        with open(path) as fh:
+        with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except OSError as exc:
         raise ConfigError(f"cannot read settings file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                          f"at offset {exc.start})") from exc
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -80,13 +84,13 @@ def _load_yaml(path: str) -> tuple[dict, dict]:
     for key_node, value_node in getattr(node, "value", []):
         section = key_node.value
         lines[(section, None)] = key_node.start_mark.line + 1
-        if isinstance(value_node.value, list):
-            for k, _v in value_node.value:
-                if hasattr(k, "value"):
-                    lines[(section, k.value)] = k.start_mark.line + 1
         if not isinstance(data.get(section), (dict, type(None))):
             raise ConfigError(f"{path}:{lines[(section, None)]}: section '{section}' "
                               "must be a mapping")
+        if isinstance(value_node, yaml.MappingNode):
+            for k, _v in value_node.value:
+                if hasattr(k, "value"):
+                    lines[(section, k.value)] = k.start_mark.line + 1
     return data, lines
 
 
