@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Optional
 
-from .errors import ConfigError
+from .errors import ConfigError, PluginError
 
 SETTINGS_FILE_ENV = "SCR_SETTINGS_FILE"
 SYSTEM_FILE = "/etc/scr/settings.yaml"
@@ -129,7 +129,12 @@ class Settings:
         if name not in self.specs:
             raise ConfigError(f"unknown settings section '{name}'; known: "
                               f"{', '.join(['core', *sorted(self.specs)])}")
-        return self.specs[name].load()
+        try:
+            return self.specs[name].load()
+        except Exception as exc:  # a plugin's "module:Model" that does not import
+            raise PluginError(f"settings section '{name}': cannot load its model "
+                              f"{getattr(self.specs[name], 'model', '?')!r}: "
+                              f"{type(exc).__name__}: {exc}") from exc
 
     def section(self, name: str) -> Any:
         """The validated settings of a section (defaults where nothing is set)."""

@@ -87,7 +87,9 @@ class JobEnv:
                               settings_loader=loader)
 
     def _build(self, reg: Any, eager: bool = False) -> Any:
-        cls = reg.spec.load()
+        from ..plugins import load_backend
+
+        cls = load_backend(reg)
         context = self.context(reg.spec.settings)
         if eager:
             _ = context.settings  # validated now: the section's ConfigError is raised here
