@@ -78,13 +78,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         job = JobEnv(environ=environ, launcher_hint=request.launcher)
         job.registry.launcher_for_command(request.launcher)  # an unknown launcher fails first
-        if (job.params.get("SCR_ENABLE") or "1").strip() == "0":
+        if not job.params.get_bool("SCR_ENABLE", True):
             return _plain(job, request)
+        from ..control.paths import ensure_scr_dir
         from ..scrlog import ScrLog
 
         log = None
         if (job.params.get("SCR_LOG_ENABLE") or "0").strip() == "1":
-            os.makedirs(job.dir_scr(), exist_ok=True)
+            ensure_scr_dir(job.prefix, job.prefix_source)
             log = ScrLog(job.prefix, job.require_job_id(), user=job.user())
         else:
             job.require_job_id()

@@ -12,10 +12,16 @@ from scr_core.kvtree import KVTree
 _CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]*)", re.ASCII)
 
 
-def read_or_empty(path: str | os.PathLike[str]) -> tuple[KVTree, bool]:
+#: Size limit of the small control files (halt.scr, nodes.scr, flush.scr hold a few fields per
+#: dataset): a valid 30 MB halt file cost scr_should_exit 650 MB to decode.
+SMALL_FILE_MAX = 1 << 20
+
+
+def read_or_empty(path: str | os.PathLike[str],
+                  max_size: int = kvtree.MAX_FILE_SIZE) -> tuple[KVTree, bool]:
     """Read *path*; a missing file is an empty tree. Returns (tree, existed)."""
     try:
-        return kvtree.read(path), True
+        return kvtree.read(path, max_size), True
     except FileNotFoundError:
         return KVTree(), False
 
