@@ -659,15 +659,15 @@ def read_fd(fd: int, name: str = "<fd>", max_size: int = MAX_FILE_SIZE) -> KVTre
                 name, f"invalid header: {len(header)} bytes but a header needs {HEADER_SIZE}"
             )
         filesize, flags = _check_header(header, name)
-        if filesize > max_size:
-            raise _fail(name, f"too large: header says {filesize} bytes, more than the "
-                              f"{max_size} a control file of this kind may have")
         st = os.fstat(fd)
         if stat.S_ISREG(st.st_mode) and filesize > st.st_size:
             # checked before reading, so a huge size field costs nothing
             raise _fail(
                 name, f"truncated: header says {filesize} bytes but the file has {st.st_size}"
             )
+        if filesize > max_size:
+            raise _fail(name, f"too large: header says {filesize} bytes, more than the "
+                              f"{max_size} a control file of this kind may have")
         body = _pread_upto(fd, filesize - HEADER_SIZE, HEADER_SIZE)
     except OSError as exc:
         raise _fail(name, f"read failed: {exc.strerror or exc}") from exc
