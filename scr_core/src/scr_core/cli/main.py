@@ -79,9 +79,11 @@ COMMON_EPILOG = (
 
 def common_codes_help() -> str:
     """The line every command's help ends with: the codes any command can return."""
-    return ("Any command: 2 usage, 3 configuration, 4 plugins, 5 environment, 6 corrupt "
-            "control file, 8 internal error (a bug in scr or a plugin; SCR_DEBUG=2 prints the "
-            "traceback).")
+    from ..errors import COMMON_EXIT_CODES
+
+    codes = ", ".join(f"{code} {meaning}" for code, meaning in COMMON_EXIT_CODES.items())
+    return (f"Any command: {codes} (a bug in scr or a plugin: one line names the module at "
+            "fault; SCR_DEBUG=2 prints the traceback).")
 
 _parser_class: Any = None
 
