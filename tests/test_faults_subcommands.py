@@ -161,3 +161,46 @@ def test_a_sample_as_real_processes(argv, extra, code, job, scr_env, tmp_path):
         r2 = subprocess.run([os.path.join(BIN, script), *argv[1:]], env=env,
                             capture_output=True, text=True, timeout=60)
         assert r2.returncode == code and r2.stderr.startswith(script)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _readme_table(heading: str) -> dict[str, str]:
+    """The first table after ``heading`` in README.md: first column -> second."""
+    text = (ROOT / "README.md").read_text()
+    after = text[text.index(heading):]
+    rows = {}
+    for line in after.splitlines()[1:]:
+        if rows and not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("|") and cells[0] not in ("code", "signal", "---"):
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+def test_readme_exit_codes_match_the_code():
+    from scr_core.cli.main import COMMON_EPILOG
+    from scr_core.engine.run import Outcome
+
+    table = _readme_table("**Exit codes.**")
+    codes = {int(c) for c in table if c.isdigit()}
+    run_codes = {v for k, v in vars(Outcome).items() if k.isupper()}
+    assert codes == {0, 1} | set(COMMON_EXIT_CODES) | run_codes
+    assert codes | {128} >= DOCUMENTED and "128+N" in table
+    for code, meaning in COMMON_EXIT_CODES.items():
+        assert table[str(code)].startswith(meaning.split()[0]), (code, table[str(code)])
+        assert f"{code} {meaning}" in COMMON_EPILOG
+    for code in run_codes - {0, 1} - set(COMMON_EXIT_CODES):
+        assert table[str(code)].startswith("`scr run`")
+
+
+def test_readme_signals_match_scr_run():
+    import signal
+
+    table = _readme_table("**Signals**")
+    for names, what in table.items():
+        for name in names.split(", "):
+            number = getattr(signal, name)
+            assert f"{128 + number}" in what or "128+N" in what, (name, what)
