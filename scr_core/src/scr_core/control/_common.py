@@ -7,14 +7,10 @@ import re
 import time
 
 from scr_core import kvtree
+from scr_core.control.paths import SMALL_FILE_MAX  # noqa: F401  (re-exported)
 from scr_core.kvtree import KVTree
 
 _CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]*)", re.ASCII)
-
-
-#: Size limit of the small control files (halt.scr, nodes.scr, flush.scr hold a few fields per
-#: dataset): a valid 30 MB halt file cost scr_should_exit 650 MB to decode.
-SMALL_FILE_MAX = 1 << 20
 
 
 def read_or_empty(path: str | os.PathLike[str],

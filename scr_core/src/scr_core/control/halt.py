@@ -48,8 +48,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from scr_core.control._common import SMALL_FILE_MAX
-from scr_core.control.paths import PathLike, halt_file, path_str
+from scr_core.control.paths import SMALL_FILE_MAX, PathLike, halt_file, path_str
 from scr_core.errors import ControlFileError
 from scr_core.records import Record
 

@@ -48,6 +48,11 @@ __all__ = [
 
 PathLike = Union[str, "os.PathLike[str]"]
 
+#: Size limit of the small control files (halt.scr, nodes.scr: a few fields): a valid 30 MB
+#: halt file cost scr_should_exit 650 MB to decode. Here, not in kvtree, so that reading the
+#: halt file needs no import of kvtree when there is none.
+SMALL_FILE_MAX = 1 << 20
+
 SCR_DIR_NAME = ".scr"
 HALT_FILE_NAME = "halt.scr"
 
