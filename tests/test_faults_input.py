@@ -240,7 +240,7 @@ def test_finalize_stops_within_the_allocation_and_prerun_clears_it(job):
 
 
 @pytest.mark.parametrize("command", [["halt"], ["prerun"], ["run", "local", "-N", "1", "true"]])
-@pytest.mark.parametrize("shape", ["file", "scr-file", "undefined-variable"])
+@pytest.mark.parametrize("shape", ["file", "scr-file", "undefined-variable", "unwritable"])
 def test_unusable_prefix_one_rule(job, tmp_path, command, shape):
     prefix = tmp_path / "bad"
     if shape == "file":
@@ -250,6 +250,8 @@ def test_unusable_prefix_one_rule(job, tmp_path, command, shape):
         prefix.mkdir()
         (prefix / ".scr").write_text("x")
         value = str(prefix)
+    elif shape == "unwritable":
+        value = "/proc"  # even root cannot make /proc/.scr (the chmod test below needs non-root)
     else:
         value = "$SCR_I16A_UNDEFINED/p"
     rc, _, err = run_cli(command, dict(job, SCR_PREFIX=value))
