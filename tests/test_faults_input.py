@@ -271,13 +271,20 @@ def test_unwritable_prefix(job, tmp_path):
         assert rc == 3 and "cannot create" in err
 
 
-def test_missing_prefix_is_made_by_halt_as_by_run(job, tmp_path):
+def test_missing_prefix_made_by_what_starts_a_job_refused_by_halt(job, tmp_path):
     prefix = tmp_path / "new" / "prefix"
-    rc, _, err = run_cli(["halt", str(prefix)], job)
+    for argv in (["halt", str(prefix)], ["halt", "--list", str(prefix)],
+                 ["halt", "--remove", str(prefix)]):
+        rc, _, err = run_cli(argv, job)
+        assert rc == 3 and "does not exist" in err
+        one_line_error(err)
+    assert not (tmp_path / "new").exists()
+    rc, _, err = run_cli(["prerun"], dict(job, SCR_PREFIX=str(prefix)))
+    assert rc == 0 and (prefix / ".scr").is_dir()
+    (prefix / ".scr").rmdir()
+    rc, _, err = run_cli(["halt", str(prefix)], job)  # an existing prefix gets its .scr
     assert rc == 0, err
     assert HaltFile.for_prefix(prefix).read().exit_reason == "JOB_HALTED"
-    rc, _, err = run_cli(["halt", "--list", str(tmp_path / "missing")], job)
-    assert rc == 3 and "does not exist" in err
 
 
 # --- scr halt: values, --list, --remove ---------------------------------------------------

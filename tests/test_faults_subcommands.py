@@ -102,7 +102,10 @@ def check(command: str, argv: list, rc: int, err: str) -> None:
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_hostile_arguments(command, job, tmp_path):
+def test_hostile_arguments(command, job, tmp_path, monkeypatch):
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
     afile = tmp_path / "a-file"
     afile.write_text("x")
     for argv in HOSTILE_ARGV:
@@ -111,6 +114,8 @@ def test_hostile_arguments(command, job, tmp_path):
         argv = [str(afile) if a == "<file>" else a for a in argv]
         rc, _, err = run_cli([command, *argv], job)
         check(command, argv, rc, err)
+    # a hostile word is never taken for a directory to make (scr halt -1 once made ./-1)
+    assert list(work.iterdir()) == [], (command, list(work.iterdir()))
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

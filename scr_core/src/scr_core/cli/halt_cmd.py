@@ -20,15 +20,15 @@ TIME for --before/--after: 2026-11-22T15:00[:SS], '2026-11-22 15:00', 3pm, 15:00
 (up to the year 9999). SECONDS for --seconds: 600, 10m, 1h30m, HH:MM:SS. --checkpoints and
 --seconds are at most 2147483647 (the C library reads them as int).
 Several prefix directories may be given; each gets the same change.
-A prefix is made if missing (with <prefix>/.scr) when a condition is set; --list and
---remove need it to exist. A halt file that cannot be parsed is never read as "no halt":
---list and conditions report it (exit 6); setting a halt (no condition, or --immediate)
-replaces it, saying so; --remove deletes it.
+A prefix must exist (scr run makes it; a mistyped one is an error, not a new prefix);
+<prefix>/.scr is made in it when a condition is set. A halt file that cannot be parsed is
+never read as "no halt": --list and conditions report it (exit 6); setting a halt (no
+condition, or --immediate) replaces it, saying so; --remove deletes it.
 
 Exit codes (the largest over the prefixes): 0 ok, 1 a halt file could not be updated or
 removed (named on stderr), 2 usage, unparseable or out-of-range value, 3 unusable prefix
-(not a directory, .scr not a directory, cannot be created or written), 6 corrupt halt
-file."""
+(missing, not a directory, .scr not a directory or cannot be made or written),
+6 corrupt halt file."""
 
 INT_MAX = 2**31 - 1
 LAST_TIME = 253402300799  # 9999-12-31T23:59:59Z: what asctime and every time_t can show
@@ -101,7 +101,7 @@ def _one_prefix(args: argparse.Namespace, prefix: str, source: str, now: float,
     unsets = [w for w in ("reason", "checkpoints", "before", "after", "seconds")
               if getattr(args, f"unset_{w}")]
     sets_condition = any(v is not None for v in (args.checkpoints, before, after, seconds))
-    if args.list or args.remove:
+    if args.list or args.remove:  # they change nothing: no .scr is made either
         _existing_prefix(prefix, source)
     if args.list:
         print(format_listing(HaltFile(path).read(), path), end="")
@@ -119,7 +119,7 @@ def _one_prefix(args: argparse.Namespace, prefix: str, source: str, now: float,
         else:
             raise ScrError(f"no halt file to remove at {path}")
         return
-    ensure_scr_dir(prefix, source)
+    ensure_scr_dir(prefix, source, create_prefix=False)
     halting = args.immediate or not (sets_condition or unsets)
     try:
         with HaltFile(path).update(replace_corrupt=halting) as state:

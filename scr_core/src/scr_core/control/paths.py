@@ -127,13 +127,17 @@ def cindex_path(cntl_dir: PathLike) -> Path:
     return Path(cntl_dir) / "cindex.scrinfo"
 
 
-def ensure_scr_dir(prefix: str, source: str = "SCR_PREFIX") -> str:
-    """``<prefix>/.scr``, made if missing (with the prefix and its parents, as SCR's scripts
-    make it), and checked to be a directory this process can write in; returns its path.
+def ensure_scr_dir(prefix: str, source: str = "SCR_PREFIX", create_prefix: bool = True) -> str:
+    """``<prefix>/.scr``, made if missing, and checked to be a directory this process can
+    write in; returns its path.
 
-    Anything else (the prefix or its ``.scr`` is a file, a parent cannot be searched, no
+    The rule, the same for run, prerun and halt: what starts a job (``scr run``,
+    ``scr prerun``: *create_prefix*) makes a missing prefix with its parents, as SCR's
+    scripts do; what acts on a job (``scr halt``) needs the prefix to exist, so that a
+    mistyped directory is an error rather than a new, empty prefix nobody reads. Anything
+    else (no prefix, the prefix or its ``.scr`` is a file, a parent cannot be searched, no
     write permission) is a ConfigError (exit 3) naming the directory, the reason, and where
-    the prefix came from (*source*): the same rule and message for run, prerun and halt.
+    the prefix came from (*source*).
     """
     from ..errors import ConfigError
 
@@ -144,6 +148,8 @@ def ensure_scr_dir(prefix: str, source: str = "SCR_PREFIX") -> str:
 
     if os.path.exists(prefix) and not os.path.isdir(prefix):
         raise bad("it is not a directory")
+    if not create_prefix and not os.path.exists(prefix):
+        raise bad("it does not exist (scr run makes it; scr halt acts on an existing one)")
     try:
         os.makedirs(where, exist_ok=True)
     except FileExistsError:
