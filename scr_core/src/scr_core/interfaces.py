@@ -11,6 +11,8 @@ Conventions shared by every backend:
 * Times are epoch seconds. ``end_time()`` returns 0 when unknown and -1 when unlimited.
 * Subprocesses are started from argv lists, never through a shell.
 * Failures raise :class:`~scr_core.errors.ScrError` subclasses with the cause chained.
+  Any other exception is taken for a bug: the command exits 8 (internal error) with one
+  line naming the plugin (``SCR_DEBUG=2`` prints the traceback).
 """
 
 from __future__ import annotations
