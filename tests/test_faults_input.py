@@ -208,6 +208,24 @@ def test_scr_run_stops_on_a_corrupt_halt_file(scr_env, tmp_path):
     assert not marker.exists()  # not launched blindly
 
 
+def test_fifo_in_place_of_control_files_does_not_hang(job, scr_env):
+    """Opening a FIFO for reading blocks until a writer comes: never, here."""
+    env = dict(scr_env, **{k: v for k, v in job.items() if k.startswith("SCR_")})
+    halt = Path(job["SCR_PREFIX"], ".scr", "halt.scr")
+    os.mkfifo(halt)
+    for argv in (["should-exit", "--down", ""], ["halt", "--list"], ["halt", "-c", "1"]):
+        r = subprocess.run([os.path.join(BIN, "scr"), *argv], env=env, capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 6 and "not a regular file" in r.stderr, (argv, r.stderr)
+    r = subprocess.run([os.path.join(BIN, "scr"), "halt", "--remove"], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and not halt.exists()
+    os.mkfifo(Path(job["SCR_PREFIX"], ".scr", "flush.scr"))
+    r = subprocess.run([os.path.join(BIN, "scr"), "postrun"], env=env, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 6 and "not a regular file" in r.stderr, r.stderr
+
+
 def test_halt_file_larger_than_its_cap_is_corrupt(job):
     tree = kvtree.KVTree()
     tree.add_value("ExitReason", "x" * (2 << 20))  # a valid 2 MiB halt file

@@ -678,6 +678,14 @@ def read_fd(fd: int, name: str = "<fd>", max_size: int = MAX_FILE_SIZE) -> KVTre
     return _decode(header + body, filesize, flags, name)
 
 
+def require_regular(fd: int, name: str) -> None:
+    """ControlFileError unless *fd* is a regular file (a FIFO or device could block a read
+    forever or never end)."""
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        raise _fail(name, "not a regular file")
+
+
 def read(path: str | os.PathLike[str], max_size: int = MAX_FILE_SIZE) -> KVTree:
     """Read a KVTree file.
 
@@ -686,12 +694,14 @@ def read(path: str | os.PathLike[str], max_size: int = MAX_FILE_SIZE) -> KVTree:
     """
     name = os.fspath(path)
     try:
-        fd = os.open(name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO put in a control file's place must not hang the open
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise
     except OSError as exc:
         raise _fail(name, f"cannot open: {exc.strerror or exc}") from exc
     try:
+        require_regular(fd, name)
         return read_fd(fd, name, max_size)
     finally:
         os.close(fd)

@@ -43,6 +43,7 @@ import copy
 import errno
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -205,7 +206,8 @@ class HaltFile:
 
     def read(self, timeout: float | None = None) -> HaltState:
         try:
-            fd = os.open(self._name, os.O_RDONLY | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO in the halt file's place must not hang scr_should_exit
+            fd = os.open(self._name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
             return HaltState()
         except OSError as exc:
@@ -213,6 +215,8 @@ class HaltFile:
                 f"{self._name}: cannot open halt file: {exc.strerror or exc}"
             ) from exc
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise self._corrupt_error(f"{self._name}: not a regular file")
             _lock(fd, fcntl.LOCK_SH, self._name, timeout)
             try:
                 tree, corrupt = self._read_locked(fd)
@@ -227,7 +231,7 @@ class HaltFile:
     def _open_locked(self, timeout: float | None, create: bool) -> int | None:
         """An fd of the file at the path, exclusively locked; None if missing and not
         *create*. Loops while the locked file is no longer the one at the path."""
-        flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+        flags = os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_CREAT if create else 0)
         while True:
             try:
                 fd = os.open(self._name, flags, 0o666)
@@ -242,6 +246,8 @@ class HaltFile:
                     f"{self._name}: cannot open halt file for update: {exc.strerror or exc}"
                 ) from exc
             try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise self._corrupt_error(f"{self._name}: not a regular file")
                 _lock(fd, fcntl.LOCK_EX, self._name, timeout)
                 held = os.fstat(fd)
                 try:
@@ -288,7 +294,11 @@ class HaltFile:
     def remove(self, timeout: float | None = None) -> bool:
         """Delete the file under its exclusive lock (SCR unlinks without it, and an update
         waiting for the lock then wrote into the deleted file). True if it existed."""
-        fd = self._open_locked(timeout, create=False)
+        try:
+            fd = self._open_locked(timeout, create=False)
+        except CorruptHaltFile:  # not a regular file: no lock to take, nothing to lose
+            os.unlink(self._name)
+            return True
         if fd is None:
             return False
         try:
