@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -252,6 +253,22 @@ def test_finalize_stops_within_the_allocation_and_prerun_clears_it(job):
     assert state.exit_reason is None and state.checkpoints_left == 5  # the rest is kept
     rc, _, _ = run_cli(["should-exit", "--down", ""], job)
     assert rc == 1  # a new allocation runs
+
+
+def test_finalize_of_an_earlier_allocation_does_not_stop_a_new_one(job, tmp_path):
+    """Without scr prerun (SCR's own loop scripts, a libscr app run by hand): the halt file
+    was written before this allocation started."""
+    from scr_core.local.allocation import LocalAllocation
+
+    with HaltFile.for_prefix(job["SCR_PREFIX"]).update() as state:
+        state.exit_reason = FINALIZE_REASON
+    rc, _, _ = run_cli(["should-exit", "--down", ""], job)
+    assert rc == 0  # the allocation that wrote it stops
+    time.sleep(0.05)
+    new = LocalAllocation.create(["vnode1", "vnode2"], base=str(tmp_path / "new"))
+    rc, out, err = run_cli(["should-exit", "-v", "--down", ""],
+                           dict(job, SCR_LOCAL_DIR=new.path))
+    assert rc == 1, out + err
 
 
 # --- the prefix ------------------------------------------------------------------------------

@@ -151,6 +151,12 @@ class ResourceManager(abc.ABC):
     def end_time(self) -> int:
         """Epoch seconds when the allocation ends; 0 if unknown, -1 if it has no limit."""
 
+    def start_time(self) -> float:
+        """Epoch seconds (fractions allowed) when the allocation started; 0 if unknown (the
+        default). Used to
+        tell a halt reason written in this allocation from one left by an earlier one."""
+        return 0
+
     def prerun(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Prepare the allocation before the first run (e.g. force prologs). Default: nothing."""
 

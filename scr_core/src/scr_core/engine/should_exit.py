@@ -8,8 +8,10 @@ allocation. A halt file that cannot be read is an error (ControlFileError, exit 
 "continue".
 
 ExitReason ``SCR_FINALIZE_CALLED`` (the application called SCR_Finalize: it finished) stops,
-as SCR's ``scr_retries_halt`` answers; ``scr prerun`` (the start of ``scr run``) clears it,
-so it stops only within the allocation that wrote it, never a new one. Its Decision kind is
+as SCR's ``scr_retries_halt`` answers, within the allocation that wrote it: ``scr prerun``
+(the start of ``scr run``) clears it, and a halt file last written before the allocation
+started (when the resource manager knows the start: ``ResourceManager.start_time``) is an
+earlier allocation's, so a new allocation is never blocked. Its Decision kind is
 ``finalize``, so that a real halt condition is still reported as ``halt``.
 """
 
@@ -63,7 +65,24 @@ def halt_status(job: Any, now: float | None = None,
     end = end_time_of(job) if end_time is None else end_time
     default_secs = halt_seconds_param(job)
     reason = halt_reason(state, now, seconds_left(end, now), default_secs)
-    return reason, state.exit_reason == FINALIZE_REASON
+    return reason, state.exit_reason == FINALIZE_REASON and _written_in_this_allocation(job)
+
+
+def _written_in_this_allocation(job: Any) -> bool:
+    """Whether the halt file was last written after the allocation started; True when the
+    start is unknown (then only scr prerun, which clears the reason, tells allocations
+    apart)."""
+    import os
+
+    from ..control.paths import halt_file
+
+    start = getattr(job.resource_manager, "start_time", lambda: 0)()
+    if not start or start <= 0:
+        return True
+    try:
+        return os.stat(halt_file(job.prefix)).st_mtime >= start
+    except OSError:
+        return True
 
 
 def halt_check(job: Any, now: float | None = None, end_time: int | None = None) -> str | None:
