@@ -240,7 +240,7 @@ def describe_unexpected(exc: BaseException) -> str:
     naming the plugin when the innermost frame outside the standard library belongs to one."""
     import traceback
 
-    what = f"{type(exc).__name__}: {exc}"
+    what = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line
     if len(what) > 300:
         what = what[:297] + "..."
     frames = traceback.extract_tb(exc.__traceback__)
