@@ -435,10 +435,18 @@ class FilemapError(CopyError):
     """A filemap is corrupt or truncated."""
 
 
+def _fits(count: int, pos: int, end: int) -> int:
+    """``count`` if that many elements can fit before ``end`` (each takes at least 5 bytes:
+    a NUL and a count), else FilemapError: a count read from a file is never trusted."""
+    if count * 5 > end - pos:
+        raise FilemapError(f"element count {count} exceeds the data left")
+    return count
+
+
 def _skip(buf: bytes, pos: int, end: int, count: int, depth: int = 0) -> int:
     if depth > 64:
         raise FilemapError("nested too deeply")
-    for _ in range(count):
+    for _ in range(_fits(count, pos, end)):
         nul = buf.index(b"\0", pos, end)
         (n,) = _U32(buf, nul + 1)
         pos = nul + 5
@@ -533,6 +541,7 @@ def _scan(buf: bytes, end: int, wanted: tuple[bytes, ...] | None = None,
     pos = 20
     (count,) = _U32(buf, pos)
     pos += 4
+    _fits(count, pos, end)
     out: list[tuple[str, RawMeta | None]] = []
     seen: set[bytes] = set()
     match = _PAIR.match
@@ -546,7 +555,7 @@ def _scan(buf: bytes, end: int, wanted: tuple[bytes, ...] | None = None,
         if key != b"FILE":
             pos = _skip(buf, pos, end, n)
             continue
-        for _ in range(n):
+        for _ in range(_fits(n, pos, end)):
             nul = find(b"\0", pos, end)
             fkey = buf[pos:nul]
             if fkey in seen:
@@ -555,10 +564,10 @@ def _scan(buf: bytes, end: int, wanted: tuple[bytes, ...] | None = None,
             (k,) = _U32(buf, nul + 1)
             pos = nul + 5
             meta: RawMeta | None = None
-            for _ in range(k):
+            for _ in range(_fits(k, pos, end)):
                 nul = find(b"\0", pos, end)
                 mkey = buf[pos:nul]
-                (mc,) = _U32(buf, nul + 1)
+                mc = _fits(_U32(buf, nul + 1)[0], nul + 5, end)
                 pos = nul + 5
                 if mkey != b"META" or meta is not None:
                     if mkey == b"META":
@@ -625,7 +634,8 @@ def _scan_path(path: str, wanted: tuple[bytes, ...] | None) -> list[tuple[str, A
             return entries
         return [(src, None if meta is None else tuple(map(meta.get, wanted)))
                 for src, meta in entries]
-    except (ValueError, IndexError, struct.error, RecursionError) as exc:
+    except (FilemapError, ValueError, IndexError, struct.error, RecursionError,
+            OverflowError) as exc:
         raise FilemapError(f"{path}: corrupt filemap ({exc})") from exc
 
 
@@ -667,6 +677,35 @@ def _raw_number(value: Any) -> int | None:
     from .kvtree import c_strtoul
 
     return c_strtoul(value.decode("utf-8", "surrogateescape"))
+
+
+# What a filemap may claim (issue 16). A value beyond these is corrupt or hostile and makes
+# its file fail, instead of a huge allocation or an OverflowError in a system call: MPI
+# jobs are far below 2^24 ranks, a file size is an off_t, times in ns fit 64 bits.
+MAX_RANKS = 1 << 24
+MAX_SIZE = (1 << 63) - 1
+MAX_SECS = (1 << 63) // 10**9 - 1
+MAX_NSECS = 10**9 - 1
+
+
+def meta_bounds_problem(size: int | None = None, ranks: int | None = None,
+                        rank: int | None = None, secs: Sequence[int | None] = (),
+                        nsecs: Sequence[int | None] = ()) -> str | None:
+    """Why these META values cannot be true (None when they can): the one check of what a
+    filemap claims, used by the agent and the batch node's verification."""
+    if size is not None and size > MAX_SIZE:
+        return f"corrupt filemap: META SIZE {size} is beyond {MAX_SIZE}"
+    if ranks is not None and not 1 <= ranks <= MAX_RANKS:
+        return f"corrupt filemap: META RANKS {ranks} is not in 1..{MAX_RANKS}"
+    if rank is not None and not 0 <= rank < (ranks or MAX_RANKS):
+        return f"corrupt filemap: META RANK {rank} is not in 0..{(ranks or MAX_RANKS) - 1}"
+    for value in secs:
+        if value is not None and value > MAX_SECS:
+            return f"corrupt filemap: a META time of {value} s is beyond {MAX_SECS}"
+    for value in nsecs:
+        if value is not None and value > MAX_NSECS:
+            return f"corrupt filemap: a META time of {value} ns is beyond {MAX_NSECS}"
+    return None
 
 
 def raw_str(meta: RawMeta, key: bytes) -> str | None:
@@ -833,13 +872,23 @@ class CopyAgent:
         mode = nums[mode_v] if mode_v in nums else num(mode_v)
         uid = nums[uid_v] if uid_v in nums else num(uid_v)
         gid = nums[gid_v] if gid_v in nums else num(gid_v)
+        ansec, mnsec = _raw_number(ansec_v), _raw_number(mnsec_v)
+        bounds = None
+        if (size or 0) > MAX_SIZE or (meta_rank or 0) >= MAX_RANKS or \
+                (atime or 0) > MAX_SECS or (mtime or 0) > MAX_SECS or \
+                (ansec or 0) > MAX_NSECS or (mnsec or 0) > MAX_NSECS:
+            bounds = meta_bounds_problem(size, rank=meta_rank, secs=(atime, mtime),
+                                         nsecs=(ansec, mnsec))
+            size, atime, mtime = 0, None, None  # never used: the file fails
         task = FileTask(
-            rank if meta_rank is None else meta_rank, src, dst, "", size or 0,
+            rank if meta_rank is None or bounds else meta_rank, src, dst, "", size or 0,
             None if crc is None else crc & 0xFFFFFFFF, mode, uid, gid,
-            None if atime is None else atime * 10**9 + (_raw_number(ansec_v) or 0),
-            None if mtime is None else mtime * 10**9 + (_raw_number(mnsec_v) or 0),
+            None if atime is None else atime * 10**9 + (ansec or 0),
+            None if mtime is None else mtime * 10**9 + (mnsec or 0),
         )
-        if not dst or dst[0] != "/":
+        if bounds:
+            task.problem = bounds
+        elif not dst or dst[0] != "/":
             task.problem = f"META PATH/NAME {dst!r} is not an absolute path"
         elif size is None:
             task.problem = "META has no SIZE"

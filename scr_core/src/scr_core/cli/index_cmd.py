@@ -39,7 +39,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "the dataset is complete and no fetch of it failed; * marks CURRENT.\n"
         "Exit codes: 0 ok, 1 failed (no index, unknown NAME, not a checkpoint, name taken, "
         "or --build found the dataset incomplete: the missing ranks and files are named), "
-        "2 usage, 6 corrupt index or summary file.")
+        "2 usage, 6 corrupt index, summary or filemap (a filemap claiming impossible "
+        "values, e.g. RANKS beyond 2^24, is corrupt).")
 
 
 def _err(msg: str) -> None:
@@ -86,6 +87,7 @@ def _build(job: JobEnv, dataset_id: int) -> int:
         finish_dataset,
         verify_dataset,
     )
+    from ..errors import EXIT_DATA
 
     if dataset_id <= 0:
         _err(f"dataset ids are positive, not {dataset_id}")
@@ -101,7 +103,7 @@ def _build(job: JobEnv, dataset_id: int) -> int:
         return 0
     for line in lines:
         _err(line)
-    return 1
+    return EXIT_DATA if result.corrupt else 1
 
 
 def _add(job: JobEnv, index: IndexFile, name: str) -> int:

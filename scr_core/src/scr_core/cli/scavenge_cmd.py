@@ -39,12 +39,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "Exit codes: 0 every dataset saved and verified, 1 a dataset was not saved (stderr "
         "names it, its missing ranks, the files and nodes at fault; it is marked incomplete "
         "in the index), 2 usage, 3 configuration, 4 plugins, 5 not in an allocation or RM "
-        "failure, 6 corrupt control file.")
+        "failure, 6 corrupt control file (also when a dataset was not saved because one of "
+        "its filemaps is corrupt or claims impossible values: the file is named).")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.scavenge import pick_nodes, scavenge_dataset
-    from ..errors import UsageError
+    from ..errors import EXIT_DATA, UsageError
     from ..hostlist import expand
 
     job = JobEnv(prefix=args.prefix)
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     progress = sys.stderr.write if show else None
     up, bad = pick_nodes(job, nodes, down=down, out=err if args.verbose else None)
     failed = []
+    corrupt = False
     for dataset_id in args.ids:
         res = scavenge_dataset(job, dataset_id, up, down=bad, out=err if args.verbose else None,
                                log=log, cntldir=args.cntldir, progress=progress)
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"scr scavenge: {lines[0]}")
         else:
             failed.append(dataset_id)
+            corrupt = corrupt or res.corrupt
             for line in lines:
                 err(line)
-    return 1 if failed else 0
+    return EXIT_DATA if corrupt else 1 if failed else 0

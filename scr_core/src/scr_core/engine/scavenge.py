@@ -75,6 +75,7 @@ class FileProblem:
     reason: str
     rank: int | None = None
     node: str | None = None
+    corrupt: bool = False  # a control file (filemap) is corrupt: scr scavenge exits 6
 
     def __str__(self) -> str:
         where = f"rank {self.rank} " if self.rank is not None else ""
@@ -91,18 +92,20 @@ class _MetaView:
     size: int | None
     crc: int | None
     ranks: int | None
+    problem: str | None = None  # a value no real filemap holds (copy_agent's bounds)
 
     @classmethod
     def of(cls, raw: Any) -> _MetaView:
-        from ..copy_agent import raw_complete, raw_int, raw_str
+        from ..copy_agent import meta_bounds_problem, raw_complete, raw_int, raw_str
 
         path, name = raw_str(raw, b"PATH"), raw_str(raw, b"NAME")
         crc = raw_int(raw, b"CRC")
+        size, ranks = raw_int(raw, b"SIZE"), raw_int(raw, b"RANKS")
         return cls(destination=None if path is None or name is None
                    else os.path.join(path, name),
-                   complete=raw_complete(raw), size=raw_int(raw, b"SIZE"),
-                   crc=None if crc is None else crc & 0xFFFFFFFF,
-                   ranks=raw_int(raw, b"RANKS"))
+                   complete=raw_complete(raw), size=size,
+                   crc=None if crc is None else crc & 0xFFFFFFFF, ranks=ranks,
+                   problem=meta_bounds_problem(size, ranks, raw_int(raw, b"RANK")))
 
 
 @dataclass
@@ -111,7 +114,8 @@ class Verification:
 
     ranks: int | None = None
     files: dict[int, list[str]] = field(default_factory=dict)  # good ranks -> rel paths
-    missing_ranks: list[int] = field(default_factory=list)
+    missing_ranks: list[int] = field(default_factory=list)  # the first MAX_LISTED_RANKS
+    missing_count: int = 0
     problems: list[FileProblem] = field(default_factory=list)
     nfiles: int = 0
     nbytes: int = 0
@@ -131,7 +135,7 @@ class Verification:
 
     @property
     def complete(self) -> bool:
-        return self.ranks is not None and not self.missing_ranks and not self.problems
+        return self.ranks is not None and not self.missing_count and not self.problems
 
 
 @dataclass
@@ -142,6 +146,7 @@ class ScavengeResult:
     error: str | None = None  # dataset-level failure (prefix not writable, no such dataset)
     ranks: int | None = None
     missing_ranks: list[int] = field(default_factory=list)
+    missing_count: int = 0
     problems: list[FileProblem] = field(default_factory=list)
     node_problems: dict[str, str] = field(default_factory=dict)
     down_nodes: dict[str, str] = field(default_factory=dict)
@@ -151,6 +156,11 @@ class ScavengeResult:
     bytes_copied: int = 0
     secs: float = 0.0
     delegated: bool = False  # SCR's scr_index --build made it complete
+
+    @property
+    def corrupt(self) -> bool:
+        """Not saved, and a filemap of it is corrupt (the CLI's exit code 6)."""
+        return not self.complete and any(p.corrupt for p in self.problems)
 
     @property
     def label(self) -> str:
@@ -166,7 +176,9 @@ class ScavengeResult:
                     f"{rate / 1e6:.1f} MB/s)"]
         lines = [f"{self.label} was NOT saved" + (f": {self.error}" if self.error else "")]
         if self.missing_ranks:
+            more = self.missing_count - len(self.missing_ranks)
             lines.append(f"  missing or bad ranks: {_ranges(self.missing_ranks)}"
+                         + (f" and {more} more" if more > 0 else "")
                          + (f" of {self.ranks}" if self.ranks is not None else ""))
             unheld = [r for r in self.missing_ranks if r not in self.holders]
             if unheld:
@@ -370,7 +382,8 @@ def verify_dataset(prefix: str, dataset_id: int,
         ver.problems.append(FileProblem(ddir, f"cannot list: {exc.strerror}"))
         return ver
     maps = sorted((int(n[8:]), n) for n in names
-                  if n.startswith("filemap_") and n[8:].isdigit() and str(int(n[8:])) == n[8:])
+                  if n.startswith("filemap_") and n[8:].isascii() and n[8:].isdigit()
+                  and str(int(n[8:])) == n[8:])
     if not maps:
         ver.problems.append(FileProblem(f".scr/scr.dataset.{dataset_id}",
                                         "no filemap reached the prefix"))
@@ -385,7 +398,8 @@ def verify_dataset(prefix: str, dataset_id: int,
             entries = scan_filemap(path)
         except (FilemapError, ScrError, OSError) as exc:
             ver.problems.append(FileProblem(f".scr/scr.dataset.{dataset_id}/{name}",
-                                            f"unreadable filemap: {exc}", rank))
+                                            f"unreadable filemap: {exc}", rank,
+                                            corrupt=not isinstance(exc, OSError)))
             bad_ranks.add(rank)
             continue
         if ver.first_filemap is None:
@@ -397,8 +411,19 @@ def verify_dataset(prefix: str, dataset_id: int,
                 ver.problems.append(FileProblem(src, "filemap entry without META", rank))
                 bad_ranks.add(rank)
                 continue
-            if meta.ranks is not None:
-                rank_counts.add(meta.ranks)
+            if meta.problem:
+                ver.problems.append(FileProblem(f".scr/scr.dataset.{dataset_id}/{name}",
+                                                f"{meta.problem} (file {src})", rank,
+                                                corrupt=True))
+                bad_ranks.add(rank)
+                continue
+            if meta.ranks is None:
+                # libscr writes RANKS with every file; scr_index skips a file without it
+                ver.problems.append(FileProblem(meta.destination or src,
+                                                "filemap entry has no RANKS", rank))
+                bad_ranks.add(rank)
+                continue
+            rank_counts.add(meta.ranks)
             problem, rel = _check_file(meta, abs_prefix, real_prefix, real_dirs, reports,
                                        crc, bufsize, crc_text, file_crc)
             if problem:
@@ -414,18 +439,36 @@ def verify_dataset(prefix: str, dataset_id: int,
         ver.problems.append(FileProblem(f".scr/scr.dataset.{dataset_id}",
                                         f"filemaps disagree on RANKS: {sorted(rank_counts)}"))
         return ver
-    if rank_counts:
-        ver.ranks = rank_counts.pop()
-    elif maps:
-        ver.ranks = max(seen_ranks) + 1  # no file carried RANKS: assume the ranks seen
-    extra = [r for r in seen_ranks if ver.ranks is not None and r >= ver.ranks]
+    if not rank_counts:
+        # never guessed from the filemaps that happen to be here (a down node's ranks
+        # would not count): without RANKS the dataset cannot be complete
+        ver.problems.append(FileProblem(f".scr/scr.dataset.{dataset_id}",
+                                        "no filemap says how many ranks the dataset has "
+                                        "(RANKS): it cannot be verified complete"))
+        return ver
+    ver.ranks = rank_counts.pop()
+    extra = [r for r in seen_ranks if r >= ver.ranks]
     for r in extra:
         ver.problems.append(FileProblem(f".scr/scr.dataset.{dataset_id}/filemap_{r}",
                                         f"rank {r} is outside RANKS {ver.ranks}", r))
-    if ver.ranks is not None:
-        ver.missing_ranks = sorted({r for r in range(ver.ranks) if r not in ver.files}
-                                   | {r for r in bad_ranks if r < ver.ranks})
+    ver.missing_ranks, ver.missing_count = _missing(ver.ranks, ver.files)
     return ver
+
+
+MAX_LISTED_RANKS = 4096  # missing ranks listed by rank; beyond, only counted
+
+
+def _missing(ranks: int, good: Mapping[int, Any]) -> tuple[list[int], int]:
+    """(the first MAX_LISTED_RANKS ranks in 0..ranks-1 not in ``good``, how many there
+    are in all), without building a set of every rank (RANKS may be 2^24)."""
+    count = ranks - sum(1 for r in good if 0 <= r < ranks)
+    listed: list[int] = []
+    rank = 0
+    while rank < ranks and len(listed) < min(count, MAX_LISTED_RANKS):
+        if rank not in good:
+            listed.append(rank)
+        rank += 1
+    return listed, count
 
 
 def _check_file(meta: Any, prefix: str, real_prefix: str, real_dirs: dict[str, str],
@@ -517,6 +560,7 @@ def finish_dataset(prefix: str, dataset_id: int, ver: Verification, result: Scav
     result.name = desc.name
     result.ranks = ver.ranks
     result.missing_ranks = list(ver.missing_ranks)
+    result.missing_count = ver.missing_count
     result.problems = list(ver.problems) + result.problems
     result.files, result.bytes = ver.nfiles, ver.nbytes
     if ver.complete and desc.complete is False:
