@@ -80,9 +80,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _build(job: JobEnv, dataset_id: int) -> int:
     from ..engine.scavenge import (
+        DatasetBusy,
         ScavengeResult,
         buf_size,
         crc_on,
+        dataset_lock,
         find_scr_index,
         finish_dataset,
         verify_dataset,
@@ -92,11 +94,16 @@ def _build(job: JobEnv, dataset_id: int) -> int:
     if dataset_id <= 0:
         _err(f"dataset ids are positive, not {dataset_id}")
         return 2
-    ver = verify_dataset(job.prefix, dataset_id, None, crc=crc_on(job),
-                         bufsize=buf_size(job))
     result = ScavengeResult(dataset_id=dataset_id)
-    finish_dataset(job.prefix, dataset_id, ver, result, scr_index=find_scr_index(job),
-                   out=_err)
+    try:
+        with dataset_lock(job.prefix, dataset_id, _err):  # not while a scavenge runs
+            ver = verify_dataset(job.prefix, dataset_id, None, crc=crc_on(job),
+                                 bufsize=buf_size(job))
+            finish_dataset(job.prefix, dataset_id, ver, result,
+                           scr_index=find_scr_index(job), out=_err)
+    except DatasetBusy as exc:
+        _err(f"dataset {dataset_id}: {exc}")
+        return 1
     lines = result.describe()
     if result.complete:
         print(f"scr index: {lines[0]}")

@@ -48,12 +48,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..control.dataset import DatasetDescriptor
 from ..control.flush import LOCATION_PFS, FlushFile
@@ -120,6 +122,7 @@ class Verification:
     nfiles: int = 0
     nbytes: int = 0
     first_filemap: str | None = None  # its DSETDESC describes the dataset
+    places: dict[str, set[str]] = field(default_factory=dict)  # prefix dir -> file names
 
     @property
     def dataset(self) -> DatasetDescriptor | None:
@@ -425,7 +428,7 @@ def verify_dataset(prefix: str, dataset_id: int,
                 continue
             rank_counts.add(meta.ranks)
             problem, rel = _check_file(meta, abs_prefix, real_prefix, real_dirs, reports,
-                                       crc, bufsize, crc_text, file_crc)
+                                       crc, bufsize, crc_text, file_crc, ver.places)
             if problem:
                 ver.problems.append(FileProblem(rel or meta.destination or src, problem, rank))
                 bad_ranks.add(rank)
@@ -474,8 +477,10 @@ def _missing(ranks: int, good: Mapping[int, Any]) -> tuple[list[int], int]:
 def _check_file(meta: Any, prefix: str, real_prefix: str, real_dirs: dict[str, str],
                 reports: Mapping[str, Mapping[str, Any]],
                 crc: bool, bufsize: int, crc_text: Callable[[int | None], str | None],
-                file_crc: Callable[[str, int], tuple[int, int]]) -> tuple[str | None, str]:
-    """(problem or None, path relative to the prefix) for one filemap entry."""
+                file_crc: Callable[[str, int], tuple[int, int]],
+                places: dict[str, set[str]]) -> tuple[str | None, str]:
+    """(problem or None, path relative to the prefix) for one filemap entry; adds its
+    place in the prefix to ``places``."""
     from ..copy_agent import place_in_prefix
 
     dst = meta.destination
@@ -483,8 +488,11 @@ def _check_file(meta: Any, prefix: str, real_prefix: str, real_dirs: dict[str, s
         return f"META PATH/NAME {dst!r} is not an absolute path", ""
     placed = place_in_prefix(dst, prefix, real_prefix, real_dirs)
     if placed is None:
-        return f"destination {dst} is outside the prefix", ""
+        return f"destination {dst} is outside the prefix (or reached through a symlink " \
+            "that leads out of it)", ""
     real, rel = placed
+    head, base = os.path.split(real)
+    places.setdefault(head, set()).add(base)
     if not meta.complete:
         return "filemap says the file is incomplete (COMPLETE is not 1)", rel
     if meta.size is None:
@@ -493,17 +501,20 @@ def _check_file(meta: Any, prefix: str, real_prefix: str, real_dirs: dict[str, s
     if report is not None and report.get("status") == "failed":
         return f"copy failed: {report.get('error')}", rel
     try:
-        st = os.stat(real)
+        st = os.lstat(real)  # a symlink in place of the file is not the file
     except OSError as exc:
         return f"missing in the prefix ({exc.strerror})", rel
-    if not os.path.isfile(real):
+    if not stat.S_ISREG(st.st_mode):
         return "not a regular file in the prefix", rel
     if st.st_size != meta.size:
         return f"has {st.st_size} bytes in the prefix, filemap SIZE says {meta.size}", rel
     if crc and meta.crc is not None:
         want = crc_text(meta.crc)
+        # the agent's CRC holds for the file it summed or wrote (its inode), and only as
+        # long as that very file is in place: anything else is read and summed here
         vouched = (report is not None and report.get("status") in ("copied", "present")
-                   and report.get("crc") == want and report.get("size") == meta.size)
+                   and report.get("crc") == want and report.get("size") == meta.size
+                   and report.get("ino") == st.st_ino)
         if not vouched:
             try:
                 size, got = file_crc(real, bufsize)
@@ -607,6 +618,76 @@ def finish_dataset(prefix: str, dataset_id: int, ver: Verification, result: Scav
             out(f"dataset {dataset_id}: cannot mark it incomplete in the index: {exc}")
 
 
+# --------------------------------------------------------------------------- lock
+
+
+LOCK_NAME = "scavenge.lock"
+
+
+class DatasetBusy(ScrError):
+    """Another scavenge (or ``scr index --build``) of the dataset holds its lock."""
+
+
+@contextmanager
+def dataset_lock(prefix: str, dataset_id: int, out: Out | None = None) -> Iterator[None]:
+    """Hold ``<prefix>/.scr/scr.dataset.<id>/scavenge.lock`` (``flock``, exclusive, as SCR
+    locks its halt file) while a dataset is copied, verified and recorded: two scavenges
+    of one dataset at once would each verify files the other is replacing. Busy: raises
+    DatasetBusy at once, naming the holder. A file system without flock (Lustre mounted
+    without it): said on ``out``, and the copy goes on unlocked; the agents' own part
+    files and their check after each rename still keep every copy whole."""
+    import fcntl
+
+    path = os.path.join(str(dataset_dir(prefix, dataset_id)), LOCK_NAME)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except FileNotFoundError:  # no dataset directory: nothing in it to protect
+        yield
+        return
+    except OSError as exc:
+        raise DatasetBusy(f"cannot open the lock {path}: {exc.strerror}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip()
+            raise DatasetBusy(f"another scavenge of dataset {dataset_id} is running "
+                              f"({holder or 'holder unknown'}; lock {path})") from None
+        except OSError as exc:
+            if out:
+                out(f"dataset {dataset_id}: cannot lock {path} ({exc.strerror}); going on "
+                    "without the lock")
+        else:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.uname().nodename} pid {os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_parts(ddir: str, places: Mapping[str, Iterable[str]]) -> None:
+    """Remove the part files (copies in progress) of the dataset's files and metadata:
+    called with the dataset locked once its agents have ended, they are leftovers of
+    killed agents."""
+    from ..copy_agent import PART_MARK, PART_SUFFIX
+
+    for head, bases in [(ddir, None), *places.items()]:
+        wanted = None if bases is None else set(bases)
+        try:
+            names = os.listdir(head)
+        except OSError:
+            continue
+        for name in names:
+            if name[:1] != "." or not name.endswith(PART_SUFFIX) or PART_MARK not in name:
+                continue
+            base = name[1:name.find(PART_MARK)]
+            if wanted is None or base in wanted:
+                try:
+                    os.unlink(os.path.join(head, name))
+                except OSError:
+                    pass
+
+
 # --------------------------------------------------------------------------- progress
 
 
@@ -650,6 +731,7 @@ class _Progress:
         except OSError:
             return
         real = os.path.realpath(self.prefix)
+        real_dirs: dict[str, str] = {}
         for name in names:
             if name in self.files:
                 continue
@@ -664,17 +746,37 @@ class _Progress:
                 path, base, size = raw_str(raw, b"PATH"), raw_str(raw, b"NAME"), \
                     raw_int(raw, b"SIZE")
                 if path and base and size is not None:
-                    placed = place_in_prefix(os.path.join(path, base), self.prefix, real)
+                    placed = place_in_prefix(os.path.join(path, base), self.prefix, real,
+                                             real_dirs)
                     if placed:
                         got.append((placed[0], size))
             self.files[name] = got
 
+    @staticmethod
+    def _part_bytes(head: str) -> dict[str, int]:
+        """{file name: bytes in its part files} in one directory."""
+        from ..copy_agent import PART_MARK, PART_SUFFIX
+
+        found: dict[str, int] = {}
+        try:
+            names = os.listdir(head)
+        except OSError:
+            return found
+        for name in names:
+            if name[:1] == "." and name.endswith(PART_SUFFIX) and PART_MARK in name:
+                base = name[1:name.find(PART_MARK)]
+                try:
+                    found[base] = found.get(base, 0) + os.stat(os.path.join(head, name)).st_size
+                except OSError:
+                    pass
+        return found
+
     def tick(self) -> None:
-        from ..copy_agent import PART_SUFFIX
         from ..units import format_bytes
 
         self._learn()
         total = done = nfiles = ndone = 0
+        parts: dict[str, dict[str, int]] = {}  # directory -> its part files, this tick
         for entries in self.files.values():
             for dst, size in entries:
                 total += size
@@ -687,10 +789,9 @@ class _Progress:
                 except OSError:
                     pass
                 head, base = os.path.split(dst)
-                try:
-                    done += os.stat(os.path.join(head, f".{base}{PART_SUFFIX}")).st_size
-                except OSError:
-                    pass
+                if head not in parts:
+                    parts[head] = self._part_bytes(head)
+                done += min(size, parts[head].get(base, 0))
         secs = max(time.monotonic() - self.start, 1e-6)
         self.write(f"\rscavenge: dataset {self.dataset_id}: {format_bytes(done)} of "
                    f"{format_bytes(total)}, {ndone}/{nfiles} files, "
@@ -744,6 +845,19 @@ def scavenge_dataset(
     if not nodes:
         result.error = "no node is up to copy from"
         return result
+    try:
+        with dataset_lock(prefix, dataset_id, out):
+            _scavenge_locked(job, result, ddir, nodes, out, log, cntldir, progress)
+    except DatasetBusy as exc:  # the other scavenge records the dataset, not this one
+        result.error = str(exc)
+    return result
+
+
+def _scavenge_locked(job: Any, result: ScavengeResult, ddir: str, nodes: Sequence[str],
+                     out: Out | None, log: Any, cntldir: str | None,
+                     progress: Callable[[str], Any] | None) -> None:
+    """:func:`scavenge_dataset` once it holds the dataset's lock."""
+    prefix, dataset_id = job.prefix, result.dataset_id
     jobid = job.require_job_id()
     argv = agent_argv(job, dataset_id, list(result.down_nodes), cntldir)
     start = time.time()
@@ -785,6 +899,9 @@ def scavenge_dataset(
                 reports[path] = dict(rec, node=node)
     ver = verify_dataset(prefix, dataset_id, reports, crc=crc_on(job),
                          bufsize=buf_size(job))
+    # every agent has ended and the lock keeps others out: part files left now are of
+    # killed agents (their names are unique, so nothing reuses them)
+    remove_parts(ddir, ver.places)
     # every bad file is in the batch node's list (an agent's failure included, with its
     # reason); name the node that copied it, or else the one that held its rank
     for p in ver.problems:
@@ -792,7 +909,6 @@ def scavenge_dataset(
         p.node = rec["node"] if rec is not None else result.holders.get(p.rank) \
             if p.rank is not None else None
     finish_dataset(prefix, dataset_id, ver, result, scr_index=find_scr_index(job), out=out)
-    return result
 
 
 def scavenge_datasets(job: Any, ids: Sequence[int], out: Out,
