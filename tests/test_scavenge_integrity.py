@@ -8,7 +8,10 @@ bytes are verified in place, nothing half-written left under a final name.
 from __future__ import annotations
 
 import os
+import stat
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -196,3 +199,165 @@ def test_huge_but_valid_ranks_lists_a_bounded_number(alloc, prefix):
     assert not res.complete and res.missing_count == (1 << 24) - 6
     assert len(res.missing_ranks) == 4096 and res.missing_ranks[0] == 6
     assert f"6-4101 and {(1 << 24) - 6 - 4096} more of 16777216" in "\n".join(res.describe())
+
+
+# --------------------------------------------------------------------------- confinement
+
+
+def rename_file_keys(path: Path, new_key) -> None:
+    """Replace every FILE key (cache path) of a filemap by ``new_key(old)``."""
+    tree = kvtree.read(path)
+    files = tree["FILE"]
+    for old in list(files):
+        sub = files[old]
+        files.unset(old)
+        files.set(new_key(old), sub)
+    kvtree.write(path, tree)
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlinked_dir", "symlinked_file"])
+def test_sources_outside_the_cache_dir_are_refused(alloc, prefix, tmp_path, how):
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    ds = write_dataset(str(prefix), 1, local_storage(alloc.path, ["vnode1"]), alloc.job_id,
+                       ranks_per_node=1, files_per_rank=1, size=100)
+    rel = ds.files[0][0]
+    cpath = Path(ds.cache_files[rel])
+    (secret / cpath.name).write_bytes(cpath.read_bytes())  # same size and CRC: only the
+    fm = filemaps(alloc, 1, ["vnode1"])[0]                  # path can give it away
+    if how == "absolute":
+        rename_file_keys(fm, lambda old: str(secret / cpath.name))
+    elif how == "dotdot":
+        cdir = Path(cache_dir(alloc.node_storage("vnode1"), USER, alloc.job_id, 1))
+        up = os.path.relpath(secret, cdir)
+        rename_file_keys(fm, lambda old: f"{cdir}/{up}/{cpath.name}")
+    elif how == "symlinked_dir":
+        parent = cpath.parent
+        for f in parent.iterdir():
+            f.unlink()
+        parent.rmdir()
+        parent.symlink_to(secret)
+    else:
+        cpath.unlink()
+        cpath.symlink_to(secret / cpath.name)
+    r = run_agent(alloc, "vnode1", prefix, 1)
+    assert r.returncode == 1, r.stdout
+    failed = [x for x in records(r.stdout) if x.get("status") == "failed"]
+    assert len(failed) == 1 and "Traceback" not in r.stderr
+    if how == "symlinked_file":
+        assert "cache file unreadable" in failed[0]["error"]
+    else:
+        assert "is not inside the dataset's cache directory" in failed[0]["error"]
+    assert not (prefix / rel).exists()
+    res = scavenge_dataset(make_job(alloc, prefix), 1, ["vnode1"])
+    assert not res.complete
+    assert_not_complete(prefix, 1)
+
+
+def test_cache_index_path_must_be_the_datasets_cache_dir(alloc, prefix):
+    write_dataset(str(prefix), 1, local_storage(alloc.path, ["vnode1"]), alloc.job_id,
+                  ranks_per_node=1, files_per_rank=1, size=100)
+    cntl = Path(alloc.node_storage("vnode1")) / USER / f"scr.{alloc.job_id}" / "cindex.scrinfo"
+    tree = kvtree.read(cntl)
+    tree["DSET"]["1"].set_value("PATH", "/")
+    kvtree.write(cntl, tree)
+    r = run_agent(alloc, "vnode1", prefix, 1)
+    assert r.returncode == 1
+    assert "has PATH '/', not an absolute .../scr.dataset.1 directory" in r.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_no_setuid_root_file_from_a_filemap(alloc, prefix):
+    """MODE=0104755 UID=0 GID=0 in a filemap, the cache file owned by nobody: the copy
+    belongs to nobody, without set-id bits."""
+    ds = write_dataset(str(prefix), 1, local_storage(alloc.path, ["vnode1"]), alloc.job_id,
+                       ranks_per_node=1, files_per_rank=2, size=100)
+    for rel in ds.files[0]:
+        os.chown(ds.cache_files[rel], 65534, 65534)
+    for fm in filemaps(alloc, 1, ["vnode1"]):
+        edit_meta(fm, MODE=0o104755, UID=0, GID=0)
+    for procs in ("1", "2"):
+        for rel in ds.files[0]:
+            (prefix / rel).unlink(missing_ok=True)
+        r = run_agent(alloc, "vnode1", prefix, 1, "--procs", procs)
+        assert r.returncode == 0, r.stderr
+        for rel in ds.files[0]:
+            st = (prefix / rel).stat()
+            assert (st.st_uid, st.st_gid) == (65534, 65534)
+            assert stat.S_IMODE(st.st_mode) == 0o755, oct(st.st_mode)
+    # a re-run keeps the files (present) and never adds the bits either
+    r = run_agent(alloc, "vnode1", prefix, 1)
+    assert {x["status"] for x in records(r.stdout) if x["event"] == "file"} == {"present"}
+    assert all(stat.S_IMODE((prefix / rel).stat().st_mode) == 0o755 for rel in ds.files[0])
+
+
+def test_symlink_in_the_prefix_leading_out_is_not_written_through(alloc, prefix, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (prefix / "ckpt.1").symlink_to(outside)
+    write_dataset(str(prefix), 1, local_storage(alloc.path), alloc.job_id, size=100)
+    res = scavenge_dataset(make_job(alloc, prefix), 1, NODES)
+    assert not res.complete
+    assert "reached through a symlink that leads out of it" in "\n".join(res.describe())
+    assert list(outside.rglob("*")) == []
+    assert_not_complete(prefix, 1)
+
+
+def test_symlink_in_place_of_a_verified_file_is_not_the_file(alloc, prefix, tmp_path, cli,
+                                                             capsys):
+    ds = write_dataset(str(prefix), 1, local_storage(alloc.path), alloc.job_id, size=100)
+    assert scavenge_dataset(make_job(alloc, prefix), 1, NODES).complete
+    rel = ds.files[2][0]
+    copy = tmp_path / "elsewhere.dat"
+    copy.write_bytes((prefix / rel).read_bytes())
+    (prefix / rel).unlink()
+    (prefix / rel).symlink_to(copy)
+    assert cli("index", "--build", "1") == 1
+    assert "not a regular file in the prefix" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- FIFOs
+
+
+def test_fifo_in_place_of_a_cache_file_fails_it_without_hanging(alloc, prefix, cli, capsys):
+    """The local allocation has no end time: before, the agent blocked in open() forever."""
+    ds = write_dataset(str(prefix), 1, local_storage(alloc.path), alloc.job_id, size=100)
+    fifo = Path(ds.cache_files[ds.files[1][0]])
+    fifo.unlink()
+    os.mkfifo(fifo)
+    assert cli("scavenge", "-i", "1") == 1
+    err = capsys.readouterr().err
+    assert "not a regular file" in err and ds.files[1][0] in err
+    assert_not_complete(prefix, 1)
+
+
+def test_fifo_control_files_never_block(alloc, prefix, cli, capsys):
+    write_dataset(str(prefix), 1, local_storage(alloc.path), alloc.job_id, size=100)
+    # a FIFO as a cache filemap (vnode1), as the cache index (vnode2)
+    fm = filemaps(alloc, 1, ["vnode1"])[0]
+    fm.unlink()
+    os.mkfifo(fm)
+    cntl = Path(alloc.node_storage("vnode2")) / USER / f"scr.{alloc.job_id}" / "cindex.scrinfo"
+    cntl.unlink()
+    os.mkfifo(cntl)
+    assert cli("scavenge", "-i", "1") == 1
+    err = capsys.readouterr().err
+    assert "node vnode1" in err and "node vnode2" in err
+    assert_not_complete(prefix, 1)
+    # a FIFO as a filemap in the prefix's dataset directory
+    ddir = dataset_dir(prefix, 1)
+    (ddir / "filemap_5").unlink()
+    os.mkfifo(ddir / "filemap_5")
+    assert cli("index", "--build", "1") == 1
+    assert "filemap_5" in capsys.readouterr().err
+
+
+def test_agent_timeout_ends_it(alloc, prefix, tmp_path):
+    """--timeout bounds the agent whatever it waits for (here: a stopped writer)."""
+    r = subprocess.run([sys.executable, "-c",
+                        "import sys; from scr_core import copy_agent as a; "
+                        "a.CopyAgent.run = lambda self: __import__('time').sleep(60); "
+                        "sys.argv[0] = 'x'; a.run_cli()", "--id", "1", "--cntldir",
+                        str(tmp_path), "--prefix", str(prefix), "--timeout", "1"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "timed out after 1 s" in r.stderr

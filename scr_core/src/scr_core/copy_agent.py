@@ -4,8 +4,8 @@
 
     python -m scr_core.copy_agent --id ID (--cntldir DIR | --jobid JOBID [--user USER])
         --prefix PREFIX [--buf BYTES] [--crc | --no-crc] [--sync fs|file|none]
-        [--pipeline auto|on|off] [--procs N] [--threads N] [--progress | --quiet]
-        [DOWN_NODE ...]
+        [--pipeline auto|on|off] [--procs N] [--threads N] [--timeout SECS]
+        [--progress | --quiet] [DOWN_NODE ...]
 
 For dataset ID it reads ``<cntldir>/cindex.scrinfo`` (the node's cache index) to find the
 dataset's cache directory, then for each ``<cachedir>/.scr/filemap_<rank>``:
@@ -13,17 +13,26 @@ dataset's cache directory, then for each ``<cachedir>/.scr/filemap_<rank>``:
 * copies the redundancy files (``reddesc*.er.*``) and each filemap, before that filemap's
   files, into ``<prefix>/.scr/scr.dataset.<id>/``, so the batch node learns which files
   to expect even if this agent dies half way;
-* checks every file: META ``COMPLETE`` is 1, the cache file's size equals META ``SIZE``;
-* copies it to its original place ``META PATH/NAME``, which must lie under the prefix,
+* checks every file: META ``COMPLETE`` is 1, the cache file's size equals META ``SIZE``,
+  the values META claims are possible (:func:`meta_bounds_problem`), the cache path lies
+  in the dataset's cache directory (resolved; absolute paths elsewhere and ``..`` that
+  leave it are refused) and is a regular file, opened without following a symlink and
+  without blocking (a FIFO or device in its place fails the file, never hangs);
+* copies it to its original place ``META PATH/NAME``, which must lie under the prefix
+  once resolved (a symlink in the prefix leading out of it is not written through),
   with ``--buf``-sized reads, computing CRC32 of exactly the bytes written and comparing
   it with META ``CRC`` when the filemap has one (``--crc``, the default);
-* writes to ``.<name>.scr_copy.part`` next to the destination, applies owner (when root),
-  mode and times from META, then renames: a destination is either absent, the old file, or
-  the complete new one;
+* writes to ``.<name>.scr_copy.<node>.<pid>.part`` next to the destination (``O_EXCL``:
+  a name no other copy shares, so a second scavenge cannot truncate it), applies the cache
+  file's owner (when root), META's permission bits (never set-user/group-ID) and times,
+  renames, then checks that the file in place is the one it wrote (device, inode, size,
+  mtime) and reports its inode: a destination is either absent, the old file, or a
+  complete new one, and the batch node trusts the agent's CRC only for that inode;
 * skips work already done, so an interrupted scavenge re-run completes without copying
   twice: a destination of the right size whose CRC equals the filemap's (or, without a
-  CRC, whose mtime equals the recorded one) is kept. A ``.part`` file left by a killed
-  agent is replaced.
+  CRC, whose mtime equals the recorded one) is kept. Part files left by killed agents are
+  removed by the batch node (:func:`scr_core.engine.scavenge.remove_parts`);
+* with ``--timeout`` ends itself (exit 1) after that many seconds.
 
 With ``--jobid`` the control directory is ``<SCR_CNTL_BASE>/<user>/scr.<jobid>`` as seen
 *on this node* (its environment and the prefix's config files), which is what libscr used
@@ -1860,6 +1869,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--procs", type=int, default=0,
                    help="worker processes, each copying a share of the files (default: one "
                         f"per usable CPU, at most {MAX_AUTO_PROCS}; 1: copy in this process)")
+    p.add_argument("--timeout", type=int, default=0,
+                   help="end with exit code 1 after this many seconds (default: no limit)")
     p.add_argument("--threads", type=int, default=0,
                    help="with --procs 1: threads for small files (default: CPUs + 1, at "
                         "most 4)")
@@ -1876,7 +1887,7 @@ def build_parser() -> argparse.ArgumentParser:
 _VALUE_OPTS = {"-i": "id", "--id": "id", "-c": "cntldir", "--cntldir": "cntldir",
                "--jobid": "jobid", "--user": "user", "-d": "prefix", "--prefix": "prefix",
                "-b": "buf", "--buf": "buf", "--sync": "sync", "--pipeline": "pipeline",
-               "--procs": "procs", "--threads": "threads"}
+               "--procs": "procs", "--threads": "threads", "--timeout": "timeout"}
 _FLAG_OPTS = {"-r": ("crc", True), "--crc": ("crc", True), "--no-crc": ("crc", False),
               "--progress": ("progress", True), "-q": ("progress", False),
               "--quiet": ("progress", False)}
@@ -1891,7 +1902,7 @@ def fast_args(argv: Sequence[str]) -> Any:
 
     ns: dict[str, Any] = dict(id=None, cntldir=None, jobid=None, user=None, prefix=None,
                               buf=str(DEFAULT_BUF), crc=True, sync="fs", pipeline="auto",
-                              procs=0, threads=0, progress=None, down=[])
+                              procs=0, threads=0, timeout=0, progress=None, down=[])
     seen: set[str] = set()
     i = 0
     while i < len(argv):
@@ -1916,7 +1927,7 @@ def fast_args(argv: Sequence[str]) -> Any:
                 return None  # argparse decides whether "-x" is a value or an option
             value = argv[i]
             i += 1
-        if key in ("id", "procs", "threads"):
+        if key in ("id", "procs", "threads", "timeout"):
             try:
                 ns[key] = int(value)
             except ValueError:
@@ -1967,6 +1978,8 @@ def main(argv: Optional[Sequence[str]] = None,
         p.error("--threads must not be negative")
     if args.procs < 0:
         p.error("--procs must not be negative")
+    if args.timeout < 0:
+        p.error("--timeout must not be negative")
     prefix = os.path.abspath(args.prefix)
     node = _node_name()
     if node in down or node.split(".")[0] in down:
@@ -1981,6 +1994,8 @@ def main(argv: Optional[Sequence[str]] = None,
         except Exception as exc:  # config errors on this node
             err.write(f"scr_copy: {node}: cannot tell the control directory: {exc}\n")
             return EXIT_FAILED
+    if args.timeout:
+        _end_after(args.timeout, node, err)
     progress = args.progress
     if progress is None:
         progress = err.isatty()
@@ -1989,6 +2004,21 @@ def main(argv: Optional[Sequence[str]] = None,
                       progress=progress, node=node, pipeline=args.pipeline,
                       procs=args.procs)
     return agent.run()
+
+
+def _end_after(seconds: int, node: str, err: TextIO) -> None:
+    """Exit 1 after ``seconds`` whatever the agent is doing (a read that hangs on a dead
+    file system): its workers die with it, its part files are removed by the next
+    scavenge, and the batch node reports the node."""
+    def expired(_signum: int, _frame: Any) -> None:
+        try:
+            err.write(f"scr_copy: {node}: timed out after {seconds} s\n")
+            err.flush()
+        finally:
+            os._exit(EXIT_FAILED)
+
+    signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
 
 
 def run_cli(main_fn: Callable[[], int] = main) -> None:

@@ -34,7 +34,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                        help="no progress line")
     parser.epilog = (
         "Parameters: SCR_FILE_BUF_SIZE, SCR_CRC_ON_FLUSH (0: no CRC), SCR_AGENT_PYTHON, "
-        "SCR_SCAVENGE_TIMEOUT, SCR_SCAVENGE_SYNC (fs|file|none). Per-node outputs are kept "
+        "SCR_SCAVENGE_TIMEOUT (per node; default the allocation's remaining time, else 24 h; "
+        "0 none), SCR_SCAVENGE_SYNC (fs|file|none). Per-node outputs are kept "
         "in <prefix>/.scr/scr.dataset.<id>/scavenge.o<jobid> and .e<jobid>.\n"
         "Exit codes: 0 every dataset saved and verified, 1 a dataset was not saved (stderr "
         "names it, its missing ranks, the files and nodes at fault; it is marked incomplete "

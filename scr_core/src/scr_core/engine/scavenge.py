@@ -24,7 +24,8 @@ done natively and with failures reported instead of swallowed:
 
 Parameters: ``SCR_FILE_BUF_SIZE`` (copy buffer), ``SCR_CRC_ON_FLUSH`` (0 turns CRC off),
 ``SCR_AGENT_PYTHON`` (the interpreter on the nodes; default this one),
-``SCR_SCAVENGE_TIMEOUT`` (per node; default the allocation's remaining time, else none),
+``SCR_SCAVENGE_TIMEOUT`` (per node; default the allocation's remaining time, else 24 h;
+0 for none),
 ``SCR_SCAVENGE_SYNC`` (``fs`` default, ``file``, ``none``: how the agent makes the copies
 durable before it reports).
 
@@ -233,10 +234,13 @@ def _sync_mode(job: Any) -> str:
     return mode
 
 
+DEFAULT_TIMEOUT = 24 * 3600.0  # per node, when the allocation has no end time
+
+
 def _timeout(job: Any) -> float | None:
     value = job.params.get_seconds("SCR_SCAVENGE_TIMEOUT")
     if value is not None:
-        return value if value > 0 else None
+        return value if value > 0 else None  # 0: no limit, as asked
     try:
         end = int(job.resource_manager.end_time())
     except Exception:  # an RM that cannot tell must not stop the scavenge
@@ -244,7 +248,9 @@ def _timeout(job: Any) -> float | None:
     if end > 0:
         # the allocation ends then anyway; a hung node must not outlive it silently
         return max(60.0, end - time.time())
-    return None
+    # no end time: still bounded, so that a node that hangs (a dead file system) cannot
+    # keep the scavenge, and the job's end, waiting forever
+    return DEFAULT_TIMEOUT
 
 
 def _fanout(job: Any) -> int:
@@ -265,6 +271,9 @@ def agent_argv(job: Any, dataset_id: int, down: Sequence[str] = (),
         argv += ["--jobid", job.require_job_id(), "--user", job.user()]
     argv += ["--prefix", job.prefix, "--buf", str(buf_size(job)),
              "--crc" if crc_on(job) else "--no-crc", "--sync", _sync_mode(job), "--quiet"]
+    timeout = _timeout(job)
+    if timeout is not None:  # the agent ends itself too, where killing it remotely fails
+        argv += ["--timeout", str(max(1, int(timeout)))]
     return argv + list(down)
 
 
