@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from ckpt_writer import cache_dir, local_storage, write_dataset
+from ckpt_writer import cache_dir, content, local_storage, write_dataset
 from scr_core.cli import main as cli_main
 from scr_core.control.cindex import read_cindex
 from scr_core.control.flush import FlushFile
@@ -361,3 +361,249 @@ def test_agent_timeout_ends_it(alloc, prefix, tmp_path):
                         str(tmp_path), "--prefix", str(prefix), "--timeout", "1"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "timed out after 1 s" in r.stderr
+
+
+# --------------------------------------------------------------------------- fault matrix
+
+BIG = 8 * 1024 * 1024
+STOPPER = Path(__file__).with_name("agent_stopper.py")
+
+
+def scr_env_for(scr_env: dict, alloc: LocalAllocation, prefix: Path, tmp: Path,
+                stop_after: int = 0, **extra: str) -> dict:
+    """Environment of ``scr`` in the allocation; ``stop_after``: its agents stop
+    themselves after writing that many 4 KiB chunks (tests/agent_stopper.py)."""
+    env = dict(scr_env, SCR_LOCAL_DIR=alloc.path, SCR_PREFIX=str(prefix),
+               SCR_FILE_BUF_SIZE="4096", SCR_SCAVENGE_SYNC="none")
+    env.update(extra)
+    if stop_after:
+        wrapper = tmp / "agent-python"
+        wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {STOPPER} "$@"\n')
+        wrapper.chmod(0o755)
+        env.update(SCR_AGENT_PYTHON=str(wrapper), SCR_TEST_STOP_AFTER=str(stop_after))
+    return env
+
+
+def agent_pids(prefix: Path) -> dict[int, str]:
+    """{pid: state} of copy agents (and their workers) writing into ``prefix``."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            # a thread that stopped the process shows it first (the main thread may not)
+            states = [Path(f"/proc/{entry}/task/{task}/stat").read_text()
+                      .rsplit(")", 1)[1].split()[0]
+                      for task in os.listdir(f"/proc/{entry}/task")]
+            state = "T" if "T" in states else states[0]
+        except (OSError, IndexError):
+            continue
+        if str(prefix).encode() in argv and state != "Z" and \
+                any(b"copy_agent" in a or b"agent_stopper" in a for a in argv):
+            found[int(entry)] = state
+    return found
+
+
+def part_write_pos(pid: int) -> int:
+    """How far process ``pid`` has written into the part files it has open (0: none)."""
+    best = 0
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    for fd in fds:
+        try:
+            if ".scr_copy" not in os.readlink(f"/proc/{pid}/fd/{fd}"):
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+        except OSError:
+            continue
+        best = max(best, int(info.split("pos:")[1].split()[0]))
+    return best
+
+
+def wait_for(cond, what: str, timeout: float = 60.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def signal_all(pids, sig) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def assert_bytes_intact(prefix: Path, ds) -> None:
+    for rank, rels in ds.files.items():
+        for rel in rels:
+            index = int(Path(rel).stem.split("_")[1])
+            assert (prefix / rel).read_bytes() == content(ds.id, rank, index, ds.sizes[rel]), rel
+
+
+def stopped_mid_copy(prefix: Path) -> dict[int, str]:
+    """Once an agent process has stopped itself mid-copy: every agent process, all of
+    them stopped."""
+    wait_for(lambda: "T" in agent_pids(prefix).values(), "an agent to stop mid-copy")
+    pids = agent_pids(prefix)
+    signal_all(pids, __import__("signal").SIGSTOP)
+    return pids
+
+
+def test_two_scavenges_at_once_never_complete_with_bad_bytes(alloc, prefix, scr_env,
+                                                             tmp_path):
+    """Scavenge A's agents stopped mid-copy; a second scavenge is refused by the dataset
+    lock; a stray agent B (a scavenge on a file system without flock, or one left by a
+    killed scavenge) starts copying the same files and stops mid-copy, behind A; A goes on
+    and records the dataset, then B ends. Before: B truncated A's part file (O_TRUNC, one
+    shared name), A renamed it with a hole and the batch node took A's CRC: COMPLETE, with
+    zeros in the files."""
+    import signal
+
+    ds = write_dataset(str(prefix), 1, local_storage(alloc.path, ["vnode1"]), alloc.job_id,
+                       ranks_per_node=2, files_per_rank=1, size=BIG)
+    scr = [sys.executable, "-m", "scr_core"]
+    first = subprocess.Popen([*scr, "scavenge", "-i", "1"],
+                             env=scr_env_for(scr_env, alloc, prefix, tmp_path, 64),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = scr_env_for(scr_env, alloc, prefix, tmp_path)
+    stray = None
+    stopped: list = []
+    try:
+        a_pids = stopped = list(stopped_mid_copy(prefix))
+        a_pos = max(part_write_pos(p) for p in a_pids)
+        assert a_pos >= 64 * 4096
+        # a second scavenge of the dataset: refused while A holds it, nothing marked
+        second = subprocess.run([*scr, "scavenge", "-i", "1"], env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert second.returncode == 1, second.stderr
+        assert "another scavenge of dataset 1 is running" in second.stderr
+        assert IndexFile(prefix).entries() == []
+        # the stray agent B: one process, stops after its first chunk
+        stray = subprocess.Popen(
+            [sys.executable, str(STOPPER), "--id", "1", "--jobid", alloc.job_id,
+             "--prefix", str(prefix), "--buf", "4096", "--sync", "none", "--procs", "1"],
+            env=dict(os.environ, SCR_CNTL_BASE=alloc.node_storage("vnode1"),
+                     SCR_LOCAL_NODE="vnode1", SCR_TEST_STOP_AFTER="1"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: agent_pids(prefix).get(stray.pid) == "T", "the stray agent to stop")
+        assert 0 < part_write_pos(stray.pid) < a_pos
+        stopped = [stray.pid]
+        signal_all(a_pids, signal.SIGCONT)
+        out, err = first.communicate(timeout=300)
+        index = {e.id: e.complete for e in IndexFile(prefix).entries()}
+        if first.returncode == 0:  # complete only with every byte right
+            assert index == {1: True}
+            assert_bytes_intact(prefix, ds)
+        else:
+            assert index.get(1) is not True, out + err
+        os.kill(stray.pid, signal.SIGCONT)
+        stopped = []
+        _s_out, s_err = stray.communicate(timeout=300)
+        assert first.returncode == 0, out + err  # its copies were its own: it completed
+        # A removed the part files it found once done (a stray's too): the stray then fails
+        # that file, safely, and copies the rest whole
+        assert stray.returncode in (0, 1), s_err
+        if stray.returncode:
+            assert "No such file or directory" in s_err and ".scr_copy.vnode1." in s_err
+        assert_bytes_intact(prefix, ds)
+        assert not list(prefix.rglob("*.part"))
+        # and the verification from scratch agrees
+        r = subprocess.run([*scr, "index", "--build", "1"], env=env, capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+    finally:
+        signal_all(stopped, signal.SIGCONT)
+        for proc in (first, stray):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert agent_pids(prefix) == {}
+
+
+def test_scavenge_killed_and_rerun_completes(alloc, prefix, scr_env, tmp_path):
+    """scr scavenge and its agents SIGKILLed mid-copy (the agents by pid: that a killed
+    scr scavenge leaves them running is issue 16's signal part), then re-run: complete,
+    verified, no part file left, no process left."""
+    import signal
+
+    ds = write_dataset(str(prefix), 1, local_storage(alloc.path, ["vnode1", "vnode2"]),
+                       alloc.job_id, ranks_per_node=1, files_per_rank=2, size=BIG)
+    scr = [sys.executable, "-m", "scr_core"]
+    first = subprocess.Popen([*scr, "scavenge", "-i", "1"],
+                             env=scr_env_for(scr_env, alloc, prefix, tmp_path, 16),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        pids = stopped_mid_copy(prefix)
+        first.kill()
+        first.wait()
+        signal_all(pids, signal.SIGKILL)
+        wait_for(lambda: not agent_pids(prefix), "the agents to die")
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert list(prefix.rglob(".*.scr_copy.*.part"))  # what the kill left
+    assert all(e.complete is not True for e in IndexFile(prefix).entries())
+    r = subprocess.run([*scr, "scavenge", "-i", "1"],
+                       env=scr_env_for(scr_env, alloc, prefix, tmp_path),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert_bytes_intact(prefix, ds)
+    assert not list(prefix.rglob("*.part"))
+    assert [e.complete for e in IndexFile(prefix).entries()] == [True]
+    assert agent_pids(prefix) == {}
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    """A 6 MiB tmpfs mounted for the test (root), unmounted after."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_disk_full_on_the_prefix(alloc, small_tmpfs, scr_env, tmp_path):
+    """The prefix fills up half way: exit 1 (documented: a dataset was not saved), the
+    dataset not complete, no part file left, every file under its final name whole; with
+    room again a re-run completes."""
+    prefix = small_tmpfs
+    (prefix / ".scr").mkdir()
+    ds = write_dataset(str(prefix), 1, local_storage(alloc.path), alloc.job_id,
+                       ranks_per_node=2, files_per_rank=2, size=1024 * 1024)  # 12 MiB
+    env = scr_env_for(scr_env, alloc, prefix, tmp_path, SCR_FILE_BUF_SIZE="1MiB")
+    scr = [sys.executable, "-m", "scr_core"]
+    r = subprocess.run([*scr, "scavenge", "-i", "1"], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "No space left on device" in r.stderr and "Traceback" not in r.stderr
+    assert not (dataset_dir(prefix, 1) / "summary.scr").exists()
+    assert all(e.complete is not True for e in IndexFile(prefix).entries())
+    assert not list(prefix.rglob("*.part"))
+    for rank, rels in ds.files.items():
+        for rel in rels:
+            if (prefix / rel).exists():
+                index = int(Path(rel).stem.split("_")[1])
+                assert (prefix / rel).read_bytes() == content(1, rank, index, 1024 * 1024)
+    subprocess.run(["mount", "-o", "remount,size=32m", str(prefix)], check=True)
+    r = subprocess.run([*scr, "scavenge", "-i", "1"], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert_bytes_intact(prefix, ds)
+    assert [e.complete for e in IndexFile(prefix).entries()] == [True]
+    assert agent_pids(prefix) == {}
