@@ -607,3 +607,17 @@ def test_disk_full_on_the_prefix(alloc, small_tmpfs, scr_env, tmp_path):
     assert_bytes_intact(prefix, ds)
     assert [e.complete for e in IndexFile(prefix).entries()] == [True]
     assert agent_pids(prefix) == {}
+
+
+def test_bypass_file_listed_at_its_place_in_the_prefix_is_verified(alloc, prefix):
+    """SCR_CACHE_BYPASS: the file was written to the prefix and the filemap lists it
+    there; that is not a source outside the cache directory."""
+    ds = write_dataset(str(prefix), 1, local_storage(alloc.path, ["vnode1"]), alloc.job_id,
+                       ranks_per_node=1, files_per_rank=1, size=100)
+    rel = ds.files[0][0]
+    (prefix / rel).parent.mkdir(parents=True)
+    os.replace(ds.cache_files[rel], prefix / rel)
+    rename_file_keys(filemaps(alloc, 1, ["vnode1"])[0], lambda old: str(prefix / rel))
+    r = run_agent(alloc, "vnode1", prefix, 1)
+    assert r.returncode == 0, r.stderr
+    assert [x["status"] for x in records(r.stdout) if x["event"] == "file"] == ["present"]

@@ -986,7 +986,9 @@ class CopyAgent:
         )
         if bounds:
             task.problem = bounds
-        elif not self._confined(task):
+        elif not self._confined(task) and \
+                os.path.normpath(task.src) != os.path.normpath(dst or "."):
+            # (a bypass dataset's file is listed at its place in the prefix: verified there)
             task.problem = (f"cache path {src!r} is not inside the dataset's cache directory "
                             f"{self._cache_head[:-1]} (corrupt filemap)")
         elif not dst or dst[0] != "/":

@@ -38,7 +38,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--list prints 'DSET VALID FLUSHED CUR NAME' rows, newest first; VALID is YES when "
         "the dataset is complete and no fetch of it failed; * marks CURRENT.\n"
         "Exit codes: 0 ok, 1 failed (no index, unknown NAME, not a checkpoint, name taken, "
-        "or --build found the dataset incomplete: the missing ranks and files are named), "
+        "or --build found the dataset incomplete: the missing ranks and files are named, "
+        "or a scavenge of it is running), "
         "2 usage, 6 corrupt index, summary or filemap (a filemap claiming impossible "
         "values, e.g. RANKS beyond 2^24, is corrupt).")
 

@@ -37,9 +37,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "SCR_SCAVENGE_TIMEOUT (per node; default the allocation's remaining time, else 24 h; "
         "0 none), SCR_SCAVENGE_SYNC (fs|file|none). Per-node outputs are kept "
         "in <prefix>/.scr/scr.dataset.<id>/scavenge.o<jobid> and .e<jobid>.\n"
+        "A dataset is marked complete only when every rank's files are verified in place; "
+        "one scavenge of a dataset at a time (lock <prefix>/.scr/scr.dataset.<id>/"
+        "scavenge.lock).\n"
         "Exit codes: 0 every dataset saved and verified, 1 a dataset was not saved (stderr "
         "names it, its missing ranks, the files and nodes at fault; it is marked incomplete "
-        "in the index), 2 usage, 3 configuration, 4 plugins, 5 not in an allocation or RM "
+        "in the index; or another scavenge of it is running: then it is left to that one), "
+        "2 usage, 3 configuration, 4 plugins, 5 not in an allocation or RM "
         "failure, 6 corrupt control file (also when a dataset was not saved because one of "
         "its filemaps is corrupt or claims impossible values: the file is named).")
 

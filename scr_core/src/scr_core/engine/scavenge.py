@@ -3,16 +3,23 @@
 This is SCR's ``scavenge.py`` + ``scr_copy`` + ``scr_index --build`` (scr-reference.md §10),
 done natively and with failures reported instead of swallowed:
 
-1. pick the nodes (``list_down_nodes``; only up nodes are asked);
+1. pick the nodes (``list_down_nodes``; only up nodes are asked); take the dataset's lock
+   ``<prefix>/.scr/scr.dataset.<id>/scavenge.lock`` (``flock``, held to the end; busy:
+   the dataset is not saved by this run and not marked, see :func:`dataset_lock`);
 2. run the copy agent (:mod:`scr_core.copy_agent`) on every up node through the job's
    remote executor; keep each node's output in
    ``<prefix>/.scr/scr.dataset.<id>/scavenge.o<jobid>`` / ``.e<jobid>`` (node line, text,
    blank line, as SCR);
 3. verify on the batch node, from the filemaps the agents copied into the dataset
-   directory: every rank ``0..RANKS-1`` has a filemap, every file is at its place in the
-   prefix with the filemap's size, and, when the filemap has a CRC, the agent that
-   copied it computed that CRC over the bytes it wrote (a file no agent vouched for in
-   this run is read and summed here);
+   directory: the filemaps say how many ranks there are (``RANKS``, which libscr writes
+   with every file; never guessed from the filemaps present) and claim nothing
+   impossible (bounds in :func:`scr_core.copy_agent.meta_bounds_problem`: else the
+   dataset is not saved and the filemap named as corrupt), every rank ``0..RANKS-1`` has
+   a filemap, every file is a regular file at its place in the prefix (not through a
+   symlink leading out of it) with the filemap's size, and, when the filemap has a CRC,
+   the agent that copied it computed that CRC over the bytes it wrote and saw that very
+   file (its inode) in place after its rename (a file no agent vouched for in this run is
+   read and summed here); part files left by killed agents are removed;
 4. complete: write ``rank2file`` (+ parts), ``summary.scr`` (COMPLETE 1), the index entry
    (COMPLETE 1, FLUSHED now) and add ``PFS`` to the flush file's LOCATION, in that order,
    so nothing claims completeness before the data and the summary are in place;
