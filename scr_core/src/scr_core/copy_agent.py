@@ -484,11 +484,13 @@ def place_in_prefix(dst: str, prefix: str, real_prefix: str,
         dst[:1] == "/" else os.path.normpath(dst)
     parent = os.path.dirname(norm)
     real_dir = None if real_dirs is None else real_dirs.get(parent)
-    if real_dir is None:  # one realpath per directory, not per file
+    if real_dir is None:  # one realpath and check per directory, not per file
         real_dir = os.path.realpath(parent)
+        if not _within(real_dir, real_prefix):
+            real_dir = ""  # outside
         if real_dirs is not None:
             real_dirs[parent] = real_dir
-    if not _within(real_dir, real_prefix):
+    if not real_dir:
         return None
     head = prefix if prefix.endswith("/") else prefix + "/"
     if norm.startswith(head) and len(norm) > len(head):  # the common case
@@ -855,7 +857,7 @@ class CopyAgent:
         self._dirs: dict[str, bool] = {}
         self._dirs_lock = threading.Lock()
         self._local = threading.local()
-        self._real_dirs: dict[str, str] = {}
+        self._real_dirs: dict[str, str] = {}  # prefix dir -> resolved, "" if outside
         self._nums: dict[Any, int | None] = {}  # META value -> raw_int of it
         self._strs: dict[bytes, str] = {}  # META PATH -> decoded
         self._orphan_check = False  # a worker without PDEATHSIG checks its parent itself
@@ -869,7 +871,7 @@ class CopyAgent:
         self._part_tag = _part_tag(self.node)
         # the dataset's cache directory: every source must lie in it (set by run())
         self._cache_head = self._real_cache = ""
-        self._real_src_dirs: dict[str, str] = {}
+        self._src_dirs_inside: dict[str, bool] = {}
         self.ranks: list[int] = []
         self.status = "ok"
         self.error: str | None = None
@@ -1017,10 +1019,11 @@ class CopyAgent:
         if not head or not src.startswith(head) or len(src) == len(head):
             return False
         parent = src[:src.rfind("/")]
-        real = self._real_src_dirs.get(parent)
-        if real is None:  # one realpath per directory, not per file
-            real = self._real_src_dirs[parent] = os.path.realpath(parent)
-        return _within(real, self._real_cache)
+        inside = self._src_dirs_inside.get(parent)
+        if inside is None:  # one realpath and check per directory, not per file
+            inside = self._src_dirs_inside[parent] = \
+                _within(os.path.realpath(parent), self._real_cache)
+        return inside
 
     # -- copying ----------------------------------------------------------------------------
     def _buffer(self) -> bytearray:
@@ -1250,7 +1253,11 @@ class CopyAgent:
                 cut = task.src.rfind("/")
                 src_dir_fd = self._dir_fd(task.src[:cut] or "/")
                 src_name = task.src[cut + 1:]
-            src_fd, src_st = open_regular(src_name, dir_fd=src_dir_fd)
+            if self._euid == 0:  # the cache file's owner is the copy's
+                src_fd, src_st = open_regular(src_name, dir_fd=src_dir_fd)
+            else:  # no fstat: a FIFO (O_NONBLOCK) reads short and takes the general path,
+                # which refuses it; only root can make a device node
+                src_fd, src_st = os.open(src_name, _SRC_FLAGS, dir_fd=src_dir_fd), None
         except OSError as exc:
             raise CopyError(f"cache file unreadable: {exc.strerror}") from exc
         try:
@@ -1312,14 +1319,15 @@ class CopyAgent:
             dirfds[path] = fd  # type: ignore[index]
         return fd
 
-    def _apply_meta(self, fd: int, task: FileTask, src_st: os.stat_result,
+    def _apply_meta(self, fd: int, task: FileTask, src_st: os.stat_result | None,
                     mode: int) -> None:
         # as scr_meta_apply_stat: owner (only root may), then mode (chown clears set-id
         # bits), then times last so nothing after them touches mtime. The owner is the
         # cache file's, never META UID/GID: a filemap must not make root give a copy to
         # someone else (say UID 0 with mode 04755); set-id bits are never copied.
         chowned = False
-        if self._euid == 0 and (src_st.st_uid, src_st.st_gid) != (self._euid, self._egid):
+        if self._euid == 0 and src_st is not None and \
+                (src_st.st_uid, src_st.st_gid) != (self._euid, self._egid):
             try:
                 os.fchown(fd, src_st.st_uid, src_st.st_gid)
                 chowned = True
@@ -1327,8 +1335,10 @@ class CopyAgent:
                 pass
         if chowned or mode & self._umask:
             os.fchmod(fd, mode)  # open() already gave mode & ~umask
-        atime = task.atime_ns if task.atime_ns is not None else src_st.st_atime_ns
-        mtime = task.mtime_ns if task.mtime_ns is not None else src_st.st_mtime_ns
+        atime = task.atime_ns if task.atime_ns is not None else \
+            src_st.st_atime_ns  # type: ignore[union-attr]
+        mtime = task.mtime_ns if task.mtime_ns is not None else \
+            src_st.st_mtime_ns  # type: ignore[union-attr]
         os.utime(fd, ns=(atime, mtime))
 
     def copy_meta_file(self, cachedir: str, name: str) -> bool:
