@@ -621,3 +621,14 @@ def test_bypass_file_listed_at_its_place_in_the_prefix_is_verified(alloc, prefix
     r = run_agent(alloc, "vnode1", prefix, 1)
     assert r.returncode == 0, r.stderr
     assert [x["status"] for x in records(r.stdout) if x["event"] == "file"] == ["present"]
+
+
+def test_destination_in_the_prefixs_scr_directory_is_refused(alloc, prefix):
+    """A filemap naming <prefix>/.scr/index.scr as a file's place must not replace it."""
+    write_dataset(str(prefix), 1, local_storage(alloc.path, ["vnode1"]), alloc.job_id,
+                  ranks_per_node=1, files_per_rank=1, size=100)
+    edit_meta(filemaps(alloc, 1, ["vnode1"])[0], PATH=str(prefix / ".scr"), NAME="flush.scr")
+    before = (prefix / ".scr" / "flush.scr").read_bytes()
+    r = run_agent(alloc, "vnode1", prefix, 1)
+    assert r.returncode == 1 and "in its .scr directory" in r.stderr
+    assert (prefix / ".scr" / "flush.scr").read_bytes() == before

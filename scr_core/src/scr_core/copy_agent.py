@@ -494,9 +494,13 @@ def place_in_prefix(dst: str, prefix: str, real_prefix: str,
         return None
     head = prefix if prefix.endswith("/") else prefix + "/"
     if norm.startswith(head) and len(norm) > len(head):  # the common case
-        return norm, norm[len(head):]
-    real = os.path.join(real_dir, os.path.basename(norm))
-    return real, os.path.relpath(real, real_prefix)
+        rel = norm[len(head):]
+    else:
+        norm = os.path.join(real_dir, os.path.basename(norm))
+        rel = os.path.relpath(norm, real_prefix)
+    if rel == ".scr" or rel.startswith(".scr/"):  # SCR's own files: never a data file
+        return None
+    return norm, rel
 
 
 # --------------------------------------------------------------------------- filemaps
@@ -1002,7 +1006,9 @@ class CopyAgent:
         else:
             placed = place_in_prefix(dst, self.prefix, self.real_prefix, self._real_dirs)
             if placed is None:
-                task.problem = f"destination {dst} is outside the prefix {self.prefix}"
+                task.problem = (f"destination {dst} is outside the prefix {self.prefix}, in "
+                                "its .scr directory, or reached through a symlink that "
+                                "leads out of it")
             else:
                 task.dst, task.rel = placed
         return task

@@ -504,8 +504,8 @@ def _check_file(meta: Any, prefix: str, real_prefix: str, real_dirs: dict[str, s
         return f"META PATH/NAME {dst!r} is not an absolute path", ""
     placed = place_in_prefix(dst, prefix, real_prefix, real_dirs)
     if placed is None:
-        return f"destination {dst} is outside the prefix (or reached through a symlink " \
-            "that leads out of it)", ""
+        return f"destination {dst} is outside the prefix, in its .scr directory, or " \
+            "reached through a symlink that leads out of it", ""
     real, rel = placed
     head, base = os.path.split(real)
     places.setdefault(head, set()).add(base)
