@@ -399,7 +399,9 @@ def agent_pids(prefix: Path) -> dict[int, str]:
             state = "T" if "T" in states else states[0]
         except (OSError, IndexError):
             continue
+        # the agent's interpreter itself, not a launcher (srun) that names it
         if str(prefix).encode() in argv and state != "Z" and \
+                os.path.basename(argv[0]).startswith(b"python") and \
                 any(b"copy_agent" in a or b"agent_stopper" in a for a in argv):
             found[int(entry)] = state
     return found
@@ -632,3 +634,61 @@ def test_destination_in_the_prefixs_scr_directory_is_refused(alloc, prefix):
     r = run_agent(alloc, "vnode1", prefix, 1)
     assert r.returncode == 1 and "in its .scr directory" in r.stderr
     assert (prefix / ".scr" / "flush.scr").read_bytes() == before
+
+
+@pytest.mark.slurm
+def test_slurm_lab_two_scavenges_at_once(slurm, tmp_path):
+    """On the lab: the copy agents (srun steps on the nodes, caches in the nodes' private
+    /dev/shm) stop themselves mid-copy; a second scavenge of the dataset is refused; the
+    first then completes with every byte right."""
+    import signal
+
+    pytest.importorskip("scr_plugins_slurm")
+    from test_scavenge import _LAB_SHIM
+
+    job_id = slurm.salloc("--no-kill", "-N2", "--ntasks-per-node=2", "-t", "10")
+    prefix = tmp_path / "prefix"
+    (prefix / ".scr").mkdir(parents=True)
+    writer = str(Path(__file__).with_name("ckpt_writer.py"))
+    size = 2 * 1024 * 1024
+    first = None
+    try:
+        r = slurm.run(["srun", f"--jobid={job_id}", "-N2", "--ntasks-per-node=2", "--overlap",
+                       "--mpi=none", sys.executable, writer, "--per-rank", "--prefix",
+                       str(prefix), "--id", "1", "--size", str(size), "--files-per-rank",
+                       "1"], env=slurm.job_env(job_id), timeout=120, check=False)
+        assert r.returncode == 0, r.stderr + r.stdout
+        conf = tmp_path / "settings.yaml"
+        conf.write_text("core:\n  remote_exec: launcher\nremote:\n  launcher: srun\n")
+        wrapper = tmp_path / "agent-python"
+        wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {STOPPER} "$@"\n')
+        wrapper.chmod(0o755)
+        env = slurm.job_env(job_id, PATH=os.path.dirname(sys.executable) + os.pathsep +
+                            os.environ.get("PATH", ""), HOME=str(tmp_path),
+                            SCR_SETTINGS_FILE=str(conf), SCR_PREFIX=str(prefix),
+                            SCR_NODE_TESTS="none", SCR_FILE_BUF_SIZE="4096",
+                            SCR_SCAVENGE_SYNC="none")
+        lab = [str(slurm.lab_dir / "bin" / "lab"), "exec", sys.executable, "-c", _LAB_SHIM]
+        first = subprocess.Popen([*lab, "scavenge", "-p", str(prefix), "-i", "1"],
+                                 env=dict(env, SCR_AGENT_PYTHON=str(wrapper),
+                                          SCR_TEST_STOP_AFTER="64"),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stopped = stopped_mid_copy(prefix)
+        second = subprocess.run([*lab, "scavenge", "-p", str(prefix), "-i", "1"], env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert "another scavenge of dataset 1 is running" in second.stderr
+        signal_all(stopped, signal.SIGCONT)
+        out, err = first.communicate(timeout=300)
+        assert first.returncode == 0, out + err
+        for rank in range(4):
+            path = prefix / "ckpt.1" / f"rank_{rank}" / "file_0.dat"
+            assert path.read_bytes() == content(1, rank, 0, size)
+        assert [e.complete for e in IndexFile(prefix).entries()] == [True]
+        assert not list(prefix.rglob("*.part"))
+    finally:
+        signal_all(agent_pids(prefix), signal.SIGCONT)
+        if first is not None and first.poll() is None:
+            first.kill()
+            first.communicate()
+        slurm.run(["scancel", job_id], check=False)
