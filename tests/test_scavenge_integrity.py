@@ -692,3 +692,16 @@ def test_slurm_lab_two_scavenges_at_once(slurm, tmp_path):
             first.kill()
             first.communicate()
         slurm.run(["scancel", job_id], check=False)
+
+
+def test_read_filemap_rejects_impossible_values(tmp_path):
+    from scr_core.control.filemap import Filemap, FileMeta, read_filemap, write_filemap
+    from scr_core.errors import ControlFileError
+
+    path = tmp_path / "filemap_0"
+    write_filemap(path, Filemap(files={"/c/f": FileMeta(ranks=2147483647, rank=0, size=1)}))
+    with pytest.raises(ControlFileError, match="filemap_0: FILE /c/f: corrupt filemap: "
+                                               "META RANKS 2147483647"):
+        read_filemap(path)
+    write_filemap(path, Filemap(files={"/c/f": FileMeta(ranks=4, rank=3, size=1)}))
+    assert read_filemap(path).files["/c/f"].ranks == 4
