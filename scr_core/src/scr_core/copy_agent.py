@@ -14,10 +14,10 @@ dataset's cache directory, then for each ``<cachedir>/.scr/filemap_<rank>``:
   files, into ``<prefix>/.scr/scr.dataset.<id>/``, so the batch node learns which files
   to expect even if this agent dies half way;
 * checks every file: META ``COMPLETE`` is 1, the cache file's size equals META ``SIZE``,
-  the values META claims are possible (:func:`meta_bounds_problem`), the cache path lies
-  in the dataset's cache directory (resolved; absolute paths elsewhere and ``..`` that
-  leave it are refused) and is a regular file, opened without following a symlink and
-  without blocking (a FIFO or device in its place fails the file, never hangs);
+  the values META claims are possible (``control/limits.py``), the cache path lies in the
+  dataset's cache directory (resolved; absolute paths elsewhere and ``..`` that leave it
+  are refused) and is a regular file, opened without following a symlink and without
+  blocking (a FIFO or device in its place fails the file, never hangs);
 * copies it to its original place ``META PATH/NAME``, which must lie under the prefix
   once resolved (a symlink in the prefix leading out of it is not written through),
   with ``--buf``-sized reads, computing CRC32 of exactly the bytes written and comparing
@@ -111,6 +111,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
+from .control.limits import MAX_NSECS, MAX_RANKS, MAX_SECS, MAX_SIZE, meta_bounds_problem
 from .kvtree import c_atoi
 from .records import Record
 
@@ -768,35 +769,6 @@ def _raw_number(value: Any) -> int | None:
     from .kvtree import c_strtoul
 
     return c_strtoul(value.decode("utf-8", "surrogateescape"))
-
-
-# What a filemap may claim (issue 16). A value beyond these is corrupt or hostile and makes
-# its file fail, instead of a huge allocation or an OverflowError in a system call: MPI
-# jobs are far below 2^24 ranks, a file size is an off_t, times in ns fit 64 bits.
-MAX_RANKS = 1 << 24
-MAX_SIZE = (1 << 63) - 1
-MAX_SECS = (1 << 63) // 10**9 - 1
-MAX_NSECS = 10**9 - 1
-
-
-def meta_bounds_problem(size: int | None = None, ranks: int | None = None,
-                        rank: int | None = None, secs: Sequence[int | None] = (),
-                        nsecs: Sequence[int | None] = ()) -> str | None:
-    """Why these META values cannot be true (None when they can): the one check of what a
-    filemap claims, used by the agent and the batch node's verification."""
-    if size is not None and size > MAX_SIZE:
-        return f"corrupt filemap: META SIZE {size} is beyond {MAX_SIZE}"
-    if ranks is not None and not 1 <= ranks <= MAX_RANKS:
-        return f"corrupt filemap: META RANKS {ranks} is not in 1..{MAX_RANKS}"
-    if rank is not None and not 0 <= rank < (ranks or MAX_RANKS):
-        return f"corrupt filemap: META RANK {rank} is not in 0..{(ranks or MAX_RANKS) - 1}"
-    for value in secs:
-        if value is not None and value > MAX_SECS:
-            return f"corrupt filemap: a META time of {value} s is beyond {MAX_SECS}"
-    for value in nsecs:
-        if value is not None and value > MAX_NSECS:
-            return f"corrupt filemap: a META time of {value} ns is beyond {MAX_NSECS}"
-    return None
 
 
 def raw_str(meta: RawMeta, key: bytes) -> str | None:

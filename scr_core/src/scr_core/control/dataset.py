@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scr_core.control.limits import MAX_SIZE
 from scr_core.errors import ControlFileError
 from scr_core.kvtree import KVTree
 
@@ -115,7 +116,7 @@ class DatasetDescriptor:
         # what a descriptor may claim: FILES is a C int count, SIZE an off_t
         if files is not None and not 0 <= files < 1 << 31:
             raise ControlFileError(f"{where}: {KEY_FILES} {files} is not a file count")
-        if size is not None and size >= 1 << 63:
+        if size is not None and size > MAX_SIZE:
             raise ControlFileError(f"{where}: {KEY_SIZE} {size} is beyond any dataset size")
         return cls(
             id=ident,

@@ -25,7 +25,7 @@ Public API
     *files* keeps file order; a file without META maps to None.
 ``read_filemap(path) -> Filemap``
     ``FileNotFoundError`` if missing, ``ControlFileError`` if corrupt, including META
-    values no real filemap holds (``copy_agent.meta_bounds_problem``: RANKS beyond 2^24,
+    values no real filemap holds (``control.limits.meta_bounds_problem``: RANKS beyond 2^24,
     a SIZE beyond an off_t, ...).
 ``write_filemap(path, filemap) -> None``
     Atomic. Each file is added with ``kvtree_set_kv``; META and DSETDESC are copied with
@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, fields
 from scr_core import kvtree
 from scr_core.control._common import write_tree
 from scr_core.control.dataset import DatasetDescriptor
+from scr_core.control.limits import meta_bounds_problem
 from scr_core.control.paths import PathLike
 from scr_core.errors import ControlFileError
 from scr_core.kvtree import KVTree
@@ -148,8 +149,6 @@ class Filemap:
 
 
 def read_filemap(path: PathLike) -> Filemap:
-    from scr_core.copy_agent import meta_bounds_problem  # the one check of META values
-
     tree = kvtree.read(path)
     result = Filemap()
     files = tree.get(KEY_FILE)

@@ -13,7 +13,7 @@ done natively and with failures reported instead of swallowed:
 3. verify on the batch node, from the filemaps the agents copied into the dataset
    directory: the filemaps say how many ranks there are (``RANKS``, which libscr writes
    with every file; never guessed from the filemaps present) and claim nothing
-   impossible (bounds in :func:`scr_core.copy_agent.meta_bounds_problem`: else the
+   impossible (bounds in :func:`scr_core.control.limits.meta_bounds_problem`: else the
    dataset is not saved and the filemap named as corrupt), every rank ``0..RANKS-1`` has
    a filemap, every file is a regular file at its place in the prefix (not through a
    symlink leading out of it) with the filemap's size, and, when the filemap has a CRC,
@@ -106,7 +106,8 @@ class _MetaView:
 
     @classmethod
     def of(cls, raw: Any) -> _MetaView:
-        from ..copy_agent import meta_bounds_problem, raw_complete, raw_int, raw_str
+        from ..control.limits import meta_bounds_problem
+        from ..copy_agent import raw_complete, raw_int, raw_str
 
         path, name = raw_str(raw, b"PATH"), raw_str(raw, b"NAME")
         crc = raw_int(raw, b"CRC")
