@@ -407,6 +407,22 @@ def agent_pids(prefix: Path) -> dict[int, str]:
     return found
 
 
+def scavenge_pids(prefix: Path) -> list[int]:
+    """``scr scavenge`` processes (python, argv naming ``scavenge`` and ``prefix``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if os.path.basename(argv[0]).startswith(b"python") and b"scavenge" in argv and \
+                str(prefix).encode() in argv:
+            found.append(int(entry))
+    return found
+
+
 def part_write_pos(pid: int) -> int:
     """How far process ``pid`` has written into the part files it has open (0: none)."""
     best = 0
@@ -636,13 +652,12 @@ def test_destination_in_the_prefixs_scr_directory_is_refused(alloc, prefix):
     assert (prefix / ".scr" / "flush.scr").read_bytes() == before
 
 
-@pytest.mark.slurm
-def test_slurm_lab_two_scavenges_at_once(slurm, tmp_path):
-    """On the lab: the copy agents (srun steps on the nodes, caches in the nodes' private
-    /dev/shm) stop themselves mid-copy; a second scavenge of the dataset is refused; the
-    first then completes with every byte right."""
-    import signal
+LAB_SIZE = 2 * 1024 * 1024
 
+
+def lab_dataset(slurm, tmp_path: Path) -> tuple[str, Path, dict, list, Path]:
+    """A dataset of 4 ranks written on two lab nodes into their private /dev/shm: (job id,
+    prefix, scr's environment, the scr command in the lab, the stopping agent wrapper)."""
     pytest.importorskip("scr_plugins_slurm")
     from test_scavenge import _LAB_SHIM
 
@@ -650,25 +665,43 @@ def test_slurm_lab_two_scavenges_at_once(slurm, tmp_path):
     prefix = tmp_path / "prefix"
     (prefix / ".scr").mkdir(parents=True)
     writer = str(Path(__file__).with_name("ckpt_writer.py"))
-    size = 2 * 1024 * 1024
+    r = slurm.run(["srun", f"--jobid={job_id}", "-N2", "--ntasks-per-node=2", "--overlap",
+                   "--mpi=none", sys.executable, writer, "--per-rank", "--prefix",
+                   str(prefix), "--id", "1", "--size", str(LAB_SIZE), "--files-per-rank",
+                   "1"], env=slurm.job_env(job_id), timeout=120, check=False)
+    assert r.returncode == 0, r.stderr + r.stdout
+    conf = tmp_path / "settings.yaml"
+    conf.write_text("core:\n  remote_exec: launcher\nremote:\n  launcher: srun\n")
+    wrapper = tmp_path / "agent-python"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {STOPPER} "$@"\n')
+    wrapper.chmod(0o755)
+    env = slurm.job_env(job_id, PATH=os.path.dirname(sys.executable) + os.pathsep +
+                        os.environ.get("PATH", ""), HOME=str(tmp_path),
+                        SCR_SETTINGS_FILE=str(conf), SCR_PREFIX=str(prefix),
+                        SCR_NODE_TESTS="none", SCR_FILE_BUF_SIZE="4096",
+                        SCR_SCAVENGE_SYNC="none")
+    lab = [str(slurm.lab_dir / "bin" / "lab"), "exec", sys.executable, "-c", _LAB_SHIM]
+    return job_id, prefix, env, lab, wrapper
+
+
+def assert_lab_dataset_saved(prefix: Path) -> None:
+    for rank in range(4):
+        path = prefix / "ckpt.1" / f"rank_{rank}" / "file_0.dat"
+        assert path.read_bytes() == content(1, rank, 0, LAB_SIZE)
+    assert [e.complete for e in IndexFile(prefix).entries()] == [True]
+    assert not list(prefix.rglob("*.part"))
+
+
+@pytest.mark.slurm
+def test_slurm_lab_two_scavenges_at_once(slurm, tmp_path):
+    """On the lab: the copy agents (srun steps on the nodes, caches in the nodes' private
+    /dev/shm) stop themselves mid-copy; a second scavenge of the dataset is refused; the
+    first then completes with every byte right."""
+    import signal
+
+    job_id, prefix, env, lab, wrapper = lab_dataset(slurm, tmp_path)
     first = None
     try:
-        r = slurm.run(["srun", f"--jobid={job_id}", "-N2", "--ntasks-per-node=2", "--overlap",
-                       "--mpi=none", sys.executable, writer, "--per-rank", "--prefix",
-                       str(prefix), "--id", "1", "--size", str(size), "--files-per-rank",
-                       "1"], env=slurm.job_env(job_id), timeout=120, check=False)
-        assert r.returncode == 0, r.stderr + r.stdout
-        conf = tmp_path / "settings.yaml"
-        conf.write_text("core:\n  remote_exec: launcher\nremote:\n  launcher: srun\n")
-        wrapper = tmp_path / "agent-python"
-        wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {STOPPER} "$@"\n')
-        wrapper.chmod(0o755)
-        env = slurm.job_env(job_id, PATH=os.path.dirname(sys.executable) + os.pathsep +
-                            os.environ.get("PATH", ""), HOME=str(tmp_path),
-                            SCR_SETTINGS_FILE=str(conf), SCR_PREFIX=str(prefix),
-                            SCR_NODE_TESTS="none", SCR_FILE_BUF_SIZE="4096",
-                            SCR_SCAVENGE_SYNC="none")
-        lab = [str(slurm.lab_dir / "bin" / "lab"), "exec", sys.executable, "-c", _LAB_SHIM]
         first = subprocess.Popen([*lab, "scavenge", "-p", str(prefix), "-i", "1"],
                                  env=dict(env, SCR_AGENT_PYTHON=str(wrapper),
                                           SCR_TEST_STOP_AFTER="64"),
@@ -681,16 +714,48 @@ def test_slurm_lab_two_scavenges_at_once(slurm, tmp_path):
         signal_all(stopped, signal.SIGCONT)
         out, err = first.communicate(timeout=300)
         assert first.returncode == 0, out + err
-        for rank in range(4):
-            path = prefix / "ckpt.1" / f"rank_{rank}" / "file_0.dat"
-            assert path.read_bytes() == content(1, rank, 0, size)
-        assert [e.complete for e in IndexFile(prefix).entries()] == [True]
-        assert not list(prefix.rglob("*.part"))
+        assert_lab_dataset_saved(prefix)
     finally:
         signal_all(agent_pids(prefix), signal.SIGCONT)
         if first is not None and first.poll() is None:
             first.kill()
             first.communicate()
+        slurm.run(["scancel", job_id], check=False)
+
+
+@pytest.mark.slurm
+def test_slurm_lab_scavenge_killed_and_rerun(slurm, tmp_path):
+    """On the lab: scr scavenge SIGKILLed while its agents (srun steps) are stopped
+    mid-copy, the agents killed by pid (that they outlive scr scavenge is issue 16's
+    signal part), then a re-run: complete, every byte right, no part file, no agent left."""
+    import signal
+
+    job_id, prefix, env, lab, wrapper = lab_dataset(slurm, tmp_path)
+    first = None
+    try:
+        first = subprocess.Popen([*lab, "scavenge", "-p", str(prefix), "-i", "1"],
+                                 env=dict(env, SCR_AGENT_PYTHON=str(wrapper),
+                                          SCR_TEST_STOP_AFTER="64"),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stopped = stopped_mid_copy(prefix)
+        # scr scavenge itself, inside the lab's head (not only the "lab exec" around it)
+        signal_all(scavenge_pids(prefix), signal.SIGKILL)
+        first.kill()
+        first.wait()
+        signal_all(stopped, signal.SIGKILL)
+        wait_for(lambda: not agent_pids(prefix) and not scavenge_pids(prefix),
+                 "scr scavenge and its agents to die")
+        assert list(prefix.rglob(".*.scr_copy.*.part"))  # what the kill left
+        r = subprocess.run([*lab, "scavenge", "-p", str(prefix), "-i", "1"], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert_lab_dataset_saved(prefix)
+        assert agent_pids(prefix) == {}
+    finally:
+        signal_all(agent_pids(prefix), signal.SIGKILL)
+        if first is not None and first.poll() is None:
+            first.kill()
+            first.wait()
         slurm.run(["scancel", job_id], check=False)
 
 
