@@ -625,7 +625,8 @@ def finish_dataset(prefix: str, dataset_id: int, ver: Verification, result: Scav
                 # agents copied (every rank's filemap, every file's size, CRC when given)
                 rebuilt = verify_dataset(prefix, dataset_id)
                 if rebuilt.complete:
-                    result.ranks, result.missing_ranks = rebuilt.ranks, []
+                    result.ranks, result.missing_ranks, result.missing_count = \
+                        rebuilt.ranks, [], 0
                     result.problems = []
                     result.files, result.bytes = rebuilt.nfiles, rebuilt.nbytes
                     result.complete = result.delegated = True
