@@ -128,9 +128,9 @@ def _read_index(prefix: Path) -> None:
     i.entries(), i.current(), i.format_list()
 
 
-#: reader name -> (file written under the prefix, how to read it). Filemap, index, cindex,
-#: rank2file and summary value bounds are issue 16's part b (i16b): a reader whose case
-#: needs that fix is marked where it is parametrised below.
+#: reader name -> (file written under the prefix, how to read it). Before issue 16 part b
+#: bounded their values, this found a '-0' dataset or rank key (KeyError) in the flush,
+#: index, rank2file and cindex readers.
 READERS = {
     "halt": (".scr/halt.scr", lambda p: HaltFile.for_prefix(p).read()),
     "flush": (".scr/flush.scr", _read_all_flush),
@@ -142,16 +142,9 @@ READERS = {
     "cindex": ("cindex.scrinfo", lambda p: read_cindex(p / "cindex.scrinfo")),
     "filemap": ("filemap_0", lambda p: read_filemap(p / "filemap_0")),
 }
-NEEDS_I16B = {"flush", "index", "rank2file", "rank2file-part", "cindex"}
 
 
-@pytest.mark.parametrize("reader", [
-    pytest.param(name, marks=pytest.mark.xfail(
-        raises=KeyError, strict=False,
-        reason="a dataset or rank key '-0' (parse_id takes it for 0): fixed by issue 16 "
-               "part b (i16b); remove this mark when it is merged")) if name in NEEDS_I16B
-    else name
-    for name in READERS])
+@pytest.mark.parametrize("reader", sorted(READERS))
 def test_control_file_readers(reader: str, tmp_path: Path) -> None:
     relative, read = READERS[reader]
     (tmp_path / ".scr").mkdir()
