@@ -40,7 +40,7 @@ Killing
     whose launcher died exit when they lose their connection to mpirun (both MPIs do).
     An mpirun left without any child process (no local rank, no srun/ssh) for
     ``mpi.orphan_timeout`` seconds after it had some is stopped the same way: Open MPI 4.1
-    hung in its abort after 4 of 16 node crashes on the lab.
+    hung in its abort after 5 of 19 node crashes on the lab.
 
 Inside Slurm both MPIs start their daemons with srun (Open MPI's plm_slurm, hydra's
 ``-launcher slurm``). When a run excludes nodes there, mpirun gets ``SLURM_OVERLAP=1`` (unless
@@ -360,7 +360,7 @@ class _MpiLauncher(Launcher):
         """mpirun had children and has none now: is that so for ``mpi.orphan_timeout`` s?
         No rank or daemon can be left under it then, and it is stuck in its abort (Open
         MPI 4.1 after a node crash, "ORTE has lost communication with a remote daemon":
-        4 of 16 crashes on the lab)."""
+        5 of 19 crashes on the lab)."""
         timeout = self.settings.orphan_timeout
         if not timeout or step.data.get("stopping"):
             return False
