@@ -172,6 +172,8 @@ class _StepFinder(threading.Thread):
         # the name matches too (srun run through a wrapper that changes the hostname)
         chosen = exact or [s for s in mine if s.name == self.expected_name]
         if len(chosen) == 1:
+            if chosen[0].nodes:
+                self.step.nodes = list(chosen[0].nodes)  # what scr run's step watch watches
             self.step.step_id = chosen[0].step_id
             return True
         return False
