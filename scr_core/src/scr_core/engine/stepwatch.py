@@ -148,12 +148,12 @@ class StepWatch:
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self.rounds = 0
+        #: seconds a round waits for its probes; a probe slower than that gives no verdict
+        self.probe_limit = max(2.0 * config.interval, 5.0)
 
     # -- public -------------------------------------------------------------------------------
     def start(self) -> StepWatch:
         if self.probes:
-            self._pool = ThreadPoolExecutor(max_workers=len(self.probes),
-                                            thread_name_prefix="scr-watch-probe")
             self._thread = threading.Thread(target=self._loop, name="scr-watch", daemon=True)
             self._thread.start()
         return self
@@ -189,8 +189,11 @@ class StepWatch:
         """One probe round: every probe not still busy from an earlier round, in parallel;
         verdicts of the probes that answer within the round's limit."""
         nodes = [n for n in self.nodes() if n not in self._dead]
-        if not nodes or self._pool is None:
+        if not nodes or not self.probes or self._stop.is_set():
             return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=len(self.probes),
+                                            thread_name_prefix="scr-watch-probe")
         self.rounds += 1
         started = self.clock()
         submitted = {}
@@ -201,7 +204,7 @@ class StepWatch:
             future = self._pool.submit(probe, list(nodes))
             self._busy[name] = future
             submitted[name] = future
-        limit = started + max(2.0 * self.config.interval, 5.0)
+        limit = started + self.probe_limit
         failed: dict[str, str] = {}
         answered_tests = False
         rm_lost: dict[str, str] = {}
