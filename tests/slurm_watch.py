@@ -39,6 +39,34 @@ exec "$@" "$secs"
 """
 
 
+# SCR 3.1.0's scripts/jobscripts/scr_srun_loop.sh, its loop as it is (wait for srun, then
+# scr_should_exit, sleep, scr_list_down_nodes -j srun, scr_should_exit, relaunch excluding
+# the down nodes), with this project's commands of the same names and SCR_RUN_ID set for
+# rank.sh; SETTLE stands for its "sleep 60"
+SCR_LOOP_SH = """
+scr="{py} -m scr_core"
+down_nodes=""
+runs={runs}
+run=0
+while :; do
+    exclude=""
+    if [ -n "$down_nodes" ]; then exclude="--exclude=$down_nodes"; fi
+    run=$((run + 1))
+    SCR_RUN_ID=$SLURM_JOB_ID.$run srun $exclude {srun_args}
+    runs=$((runs - 1))
+    if $scr should-exit --runs $runs; then echo "Halt condition detected"; break; fi
+    sleep {settle}
+    keep_down=""
+    if [ -n "$down_nodes" ]; then keep_down="--down $down_nodes"; fi
+    down_nodes=$($scr list-down-nodes -j srun $keep_down)
+    keep_down=""
+    if [ -n "$down_nodes" ]; then keep_down="--down $down_nodes"; fi
+    if $scr should-exit $keep_down; then echo "Halt condition detected"; break; fi
+done
+echo SCR_RUN_EXIT=0
+"""
+
+
 def build_allreduce() -> str:
     """``tests/apps/allreduce_loop.c`` compiled with mpicc, cached under /var/tmp by the
     source's hash (the lab installs Debian's openmpi-bin and libopenmpi-dev)."""
@@ -140,10 +168,11 @@ def read_ranks(path: Path) -> list[RankStart]:
 def run_job(lab: Any, work: Path, *, mpi: bool, first: float, later: float,
             during: Callable[[Path, Callable[[], list[RankStart]]], None],
             env: dict | None = None, timeout: float = 240, ntasks_per_node: int = 1,
-            ) -> JobResult:
+            scr_loop_settle: float | None = None, capped: bool = False) -> JobResult:
     """Submit the job, wait until run 1's 3 ranks have started, call ``during(work,
-    ranks)`` (the failure injection), wait for the job to end; the job's output, ranks
-    and SCR log."""
+    ranks)`` (the failure injection), wait for the job to end (with ``capped``, cancel it
+    after ``timeout`` seconds instead of failing); the job's output, ranks and SCR log.
+    ``scr_loop_settle``: run SCR's own loop (:data:`SCR_LOOP_SH`) instead of ``scr run``."""
     work.mkdir(parents=True, exist_ok=True)
     prefix = work / "prefix"
     prefix.mkdir(exist_ok=True)
@@ -157,9 +186,14 @@ def run_job(lab: Any, work: Path, *, mpi: bool, first: float, later: float,
     srun = ["srun", "-N3", f"--ntasks-per-node={ntasks_per_node}"]
     if mpi:
         srun.append("--mpi=pmix")
-    body = (exports + f"{PY} -m scr_core run {' '.join(srun)} {rank_sh} {work} {first} "
-            f"{later} {' '.join(program)}\n"
-            "echo SCR_RUN_EXIT=$?\n")
+    step = f"{rank_sh} {work} {first} {later} {' '.join(program)}"
+    if scr_loop_settle is None:
+        body = (exports + f"{PY} -m scr_core run {' '.join(srun)} {step}\n"
+                "echo SCR_RUN_EXIT=$?\n")
+    else:  # the reference: SCR's own job script loop
+        body = exports + SCR_LOOP_SH.format(py=PY, runs=values["SCR_RUNS"],
+                                            srun_args=f"{' '.join(srun[1:])} {step}",
+                                            settle=scr_loop_settle)
     script = work / "job.sh"
     script.write_text("#!/bin/sh\n" + body)
     script.chmod(0o755)
@@ -181,7 +215,13 @@ def run_job(lab: Any, work: Path, *, mpi: bool, first: float, later: float,
     if mpi:
         time.sleep(1.0)  # past MPI_Init: the ranks are in their allreduce loop
     during(work, ranks)
-    state = lab.wait_job(job_id, "COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|", timeout)
+    try:
+        state = lab.wait_job(job_id, "COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|", timeout)
+    except AssertionError:
+        if not capped:
+            raise
+        lab.run(["scancel", job_id], check=False)
+        state = f"cancelled at the {timeout:g} s cap"
     text = f"[job {state or 'gone'}]\n" + (out.read_text() if out.exists() else "")
     log = prefix / ".scr" / "log"
     return JobResult(job_id, text, ranks(), log.read_text() if log.exists() else "")
