@@ -285,6 +285,16 @@ class NodeTest(abc.ABC):
         """Return ``{node: reason}`` for the nodes that fail. ``job`` is the
         :class:`scr_core.engine.jobenv.JobEnv` (resource manager, remote executor, params)."""
 
-    # A test registered with ``NodeTestSpec(in_step=True)`` is also run by ``scr run``'s
-    # step watch while a step runs (see NodeTestSpec.in_step): the same ``run`` method, called
-    # every SCR_WATCH_INTERVAL seconds on the step's nodes from a thread.
+    def probe(self, nodes: Sequence[str], job: Any) -> dict[str, str]:
+        """One quick attempt of the test, for ``scr run``'s step watch.
+
+        Called only for tests registered with ``NodeTestSpec(in_step=True)``, every
+        ``SCR_WATCH_INTERVAL`` seconds on the step's nodes, from a thread, while the step
+        runs. The watch counts consecutive failures itself (``SCR_WATCH_FAILURES`` over
+        ``SCR_WATCH_WINDOW``), so a test that retries in :meth:`run` should try once here.
+
+        :param nodes: the nodes the step runs on
+        :param job: as for :meth:`run`
+        :return: ``{node: reason}`` for the nodes that did not answer
+        """
+        return self.run(nodes, job)

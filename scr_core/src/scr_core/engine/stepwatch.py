@@ -138,7 +138,9 @@ class StepWatch:
             self.probes[RM] = rm.lost_nodes
         for spec in in_step_tests(job, config.tests):
             test = spec.load()(job.context(spec.settings))
-            self.probes[spec.name] = (lambda nodes, t=test: t.run(nodes, job))
+            # NodeTest.probe: one quick attempt (default: run); the watch counts failures
+            probe = getattr(test, "probe", None) or test.run
+            self.probes[spec.name] = (lambda nodes, p=probe: p(nodes, job))
         self._streaks: dict[str, _Streak] = {}
         self._dead: dict[str, str] = {}
         self._busy: dict[str, Future] = {}
