@@ -174,7 +174,7 @@ class Runner:
     def wait_step(self, step: Any, since: float, watched: list | None = None) -> tuple:
         """Wait for the step; return (exit code, why it was killed or ''). Nodes the step
         watch declared dead are left in ``self.watch_dead``."""
-        from .stepwatch import StepWatch, kill_grace, watch_config
+        from .stepwatch import WATCH_KILL_GRACE, StepWatch, kill_grace, watch_config
         from .watchdog import Watchdog
 
         watchdog = Watchdog.from_params(self.job)
@@ -210,7 +210,10 @@ class Runner:
                         why = watchdog.check()
                 if why:
                     self.out(f"killing the job step ({why})")
-                    rc = kill_step(self.launcher, step, kill_grace(self.job.params), self.out)
+                    grace = kill_grace(self.job.params)
+                    if dead:  # the launcher would only wait for the dead node's tasks
+                        grace = min(grace, WATCH_KILL_GRACE)
+                    rc = kill_step(self.launcher, step, grace, self.out)
                     return (rc if rc is not None else 137), why
         finally:
             if watch is not None:

@@ -36,6 +36,9 @@ DEFAULT_INTERVAL = 1.0
 DEFAULT_FAILURES = 3
 DEFAULT_WINDOW = 5.0
 DEFAULT_KILL_GRACE = 5.0
+# after the watch found a dead node: srun waits for that node's tasks (the lab's srun "waiting
+# up to 7 seconds"), which never answer, while the survivors' tasks go within ~1 s of scancel
+WATCH_KILL_GRACE = 2.0
 RM = "resource manager"
 
 
