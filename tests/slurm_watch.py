@@ -216,7 +216,9 @@ def run_job(lab: Any, work: Path, *, mpi: bool, first: float, later: float,
         time.sleep(1.0)  # past MPI_Init: the ranks are in their allreduce loop
     during(work, ranks)
     try:
-        state = lab.wait_job(job_id, "COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|", timeout)
+        # COMPLETING: the script is over, but Slurm waits for the dead node (SlurmdTimeout)
+        state = lab.wait_job(job_id, "COMPLETING|COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|",
+                             timeout)
     except AssertionError:
         if not capped:
             raise
