@@ -83,7 +83,7 @@ def test_dead_only_after_failures_spanning_the_window():
     assert w.dead() == {}
     rounds(w, clock, 1)  # the 6th failed probe answers 5 s after the first one started
     assert list(w.dead()) == ["n2"]
-    assert w.dead()["n2"].startswith("ping: no reply (6 failed probes over 5.0 s)")
+    assert w.dead()["n2"].startswith("step watch, ping: no reply (6 failed probes over 5.0 s)")
 
 
 def test_failure_count_matters_as_well_as_the_window():
@@ -106,7 +106,7 @@ def test_resource_manager_lost_node_is_dead_at_once():
     w, clock = watch({"resource manager": lambda nodes: {"n3": "Not responding"},
                       "ping": lambda nodes: {}})
     rounds(w, clock, 1)
-    assert w.dead() == {"n3": "resource manager: Not responding"}
+    assert w.dead() == {"n3": "step watch, resource manager: Not responding"}
 
 
 def test_probe_errors_and_hangs_give_no_verdict_and_do_not_block():
@@ -291,7 +291,7 @@ def test_scr_run_local_watch_catches_a_crash_while_the_step_runs(scr_env, tmp_pa
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     # found by the watch while the step ran: the launcher would have waited 300 s
-    assert "node vnode4 is dead: resource manager: Not responding (node crashed)" in out
+    assert "node vnode4 is dead: step watch, resource manager: Not responding (node crashed)" in out
     assert "killing the job step (step watch: node vnode4 dead)" in out
     assert "node failure on" not in out
     assert "before deciding on a relaunch" not in out  # no settle delay after the watch
@@ -299,7 +299,7 @@ def test_scr_run_local_watch_catches_a_crash_while_the_step_runs(scr_env, tmp_pa
     assert sorted(line.split()[-1] for line in out.splitlines()
                   if line.startswith("run2 rank")) == ["vnode1", "vnode2", "vnode3"]
     log = (prefix / ".scr" / "log").read_text()
-    assert 'event=NODE_FAIL, note="vnode4: resource manager: Not responding' in log
+    assert 'event=NODE_FAIL, note="vnode4: step watch, resource manager: Not responding' in log
     assert elapsed < 60, out  # not the node timeout (a sanity bound, not a benchmark)
 
 

@@ -28,8 +28,10 @@ def slow_slurm(slurm_lab):
 def _check_relaunch(result, crashed: str, crash_at: float) -> float:
     text = result.text
     assert result.exit_code() == 0, text
-    assert f"node {crashed} is dead: ping: Failed to ping" in text, text
-    assert f"event=NODE_FAIL, note=\"{crashed}: ping: Failed to ping" in result.log, result.log
+    assert f"node {crashed} is dead: step watch, ping: Failed to ping" in text, text
+    assert f"event=NODE_FAIL, note=\"{crashed}: step watch, ping: Failed to ping" in result.log, \
+        result.log
+    assert "exit code 137" in text  # a node failure, as srun reports one
     assert "before deciding on a relaunch" not in text  # no settle delay after the watch
     run2 = result.hosts(2)
     assert len(run2) == 3 and crashed not in run2, (run2, text)

@@ -214,6 +214,8 @@ class Runner:
                     if dead:  # the launcher would only wait for the dead node's tasks
                         grace = min(grace, WATCH_KILL_GRACE)
                     rc = kill_step(self.launcher, step, grace, self.out)
+                    if dead:  # a node failure, whatever the launcher made of the kill
+                        return 137, why
                     return (rc if rc is not None else 137), why
         finally:
             if watch is not None:

@@ -40,6 +40,7 @@ DEFAULT_KILL_GRACE = 5.0
 # up to 7 seconds"), which never answer, while the survivors' tasks go within ~1 s of scancel
 WATCH_KILL_GRACE = 2.0
 RM = "resource manager"
+WATCH = "step watch"  # how every reason of the watch begins (scr report's "found by")
 
 
 @dataclasses.dataclass
@@ -229,11 +230,11 @@ class StepWatch:
             answered_tests = True
             for n, reason in dict(result).items():
                 if n in nodes and n not in failed:
-                    failed[n] = f"{name}: {reason}"
+                    failed[n] = f"{WATCH}, {name}: {reason}"
         now = self.clock()
         with self._lock:
             for n, reason in rm_lost.items():
-                self._dead[n] = f"{RM}: {reason}"
+                self._dead[n] = f"{WATCH}, {RM}: {reason}"
             if not answered_tests:
                 return
             for n in nodes:
