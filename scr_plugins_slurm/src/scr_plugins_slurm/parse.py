@@ -373,12 +373,14 @@ def parse_sinfo_down(text: str) -> dict[str, str]:
 
 
 def node_is_lost(state: str) -> bool:
-    """Whether a node in ``state`` is gone for a *running* step: not responding (``*``),
-    DOWN, FAIL, FAILING or NO_RESPOND. Drained, powering and maintenance states are not:
-    a step keeps running on such a node."""
+    """Whether Slurm has given up on a node for a *running* step: DOWN, FAIL or FAILING.
+    Not responding alone (``mixed*``) is not: slurmctld sets that flag on one missed ping,
+    so a short network outage shows it, and declares the node DOWN only ``SlurmdTimeout``
+    later. Drained, powering and maintenance states are not either: a step keeps running
+    on such a node."""
     base, flags = split_node_state(state)
-    lost = {"down", "fail", "failing", "no_respond"}
-    return "*" in flags or base in lost or bool(flags & lost)
+    lost = {"down", "fail", "failing"}
+    return base in lost or bool(flags & lost)
 
 
 def parse_sinfo_lost(text: str) -> dict[str, str]:

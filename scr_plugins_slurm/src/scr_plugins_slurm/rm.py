@@ -171,9 +171,9 @@ class SlurmResourceManager(ResourceManager):
         return {n: down[n] for n in nodes if n in down}
 
     def lost_nodes(self, nodes: Sequence[str]) -> dict[str, str]:
-        """Nodes Slurm marks not responding (``*``) or DOWN/FAIL: one ``sinfo`` for the step
-        watch. Drained nodes are not lost (a running step keeps them). Slurm learns of a
-        dead node only after ``SlurmdTimeout`` (300 s by default), so on Slurm the watch's
+        """Nodes Slurm has declared DOWN or FAIL: one ``sinfo`` for the step watch. Not
+        responding alone (one missed ping) and drained are not lost. Slurm declares a dead
+        node DOWN only after ``SlurmdTimeout`` (300 s by default), so on Slurm the watch's
         ping probe is what finds a crash within seconds; this catches an admin's DOWN."""
         if not nodes:
             return {}
