@@ -182,6 +182,12 @@ def run_job(lab: Any, work: Path, *, mpi: bool, first: float, later: float,
     program = [build_allreduce()] if mpi else ["sleep"]
     values = {"SCR_PREFIX": str(prefix), "SCR_MIN_NODES": "3", "SCR_RUNS": "2",
               "SCR_LOG_ENABLE": "1", **(env or {})}
+    if mpi:
+        # Slurm's PMIx plugin sends a step's first messages between nodes through slurmd to
+        # a socket path built from SlurmdSpoolDir unexpanded (".../nodes/%n/spool/..."),
+        # which no lab node has (seen once in a relaunch: "pmixp_p2p_send ... exceeded the
+        # retry limit", the step hung); direct connections from the start avoid that path
+        values["SLURM_PMIX_DIRECT_CONN_EARLY"] = "true"
     exports = "".join(f"export {k}='{v}'\n" for k, v in values.items())
     srun = ["srun", "-N3", f"--ntasks-per-node={ntasks_per_node}"]
     if mpi:
