@@ -221,6 +221,7 @@ def run_job(lab: Any, work: Path, *, mpi: bool, first: float, later: float,
     if mpi:
         time.sleep(1.0)  # past MPI_Init: the ranks are in their allreduce loop
     during(work, ranks)
+    injected = time.monotonic()
     try:
         # COMPLETING: the script is over, but Slurm waits for the dead node (SlurmdTimeout)
         state = lab.wait_job(job_id, "COMPLETING|COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|",
@@ -230,7 +231,8 @@ def run_job(lab: Any, work: Path, *, mpi: bool, first: float, later: float,
             raise
         lab.run(["scancel", job_id], check=False)
         state = f"cancelled at the {timeout:g} s cap"
-    text = f"[job {state or 'gone'}]\n" + (out.read_text() if out.exists() else "")
+    text = (f"[job {state or 'gone'} {time.monotonic() - injected:.1f} s after the "
+            f"injection]\n" + (out.read_text() if out.exists() else ""))
     log = prefix / ".scr" / "log"
     return JobResult(job_id, text, ranks(), log.read_text() if log.exists() else "")
 

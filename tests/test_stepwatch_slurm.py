@@ -38,7 +38,7 @@ def _check_relaunch(result, crashed: str, crash_at: float) -> float:
     assert f"excluding {crashed}" in text, text
     assert not result.hosts(3), text  # finished on its second run
     latency = result.first_start(2) - crash_at
-    print(f"crash of {crashed} -> first rank of run 2: {latency:.1f} s")  # pytest -s
+    print(f"crash of {crashed} -> first rank of run 2: {latency:.1f} s\n{text}")  # pytest -s
     return latency
 
 
