@@ -52,6 +52,10 @@ class LocalResourceManager(ResourceManager):
             return {}
         return {n: "Not responding (node crashed)" for n in nodes if alloc.is_crashed(n)}
 
+    def start_time(self) -> float:
+        alloc = self._alloc()
+        return alloc.created if alloc else 0
+
     # batch lifecycle: implemented in local/batch.py (imported only when used); the types
     # are ResourceManager's: NodeInfo list, SubmitRequest -> JobRecord, {id: JobStatus}
     def node_inventory(self, partition: str | None = None) -> list:
