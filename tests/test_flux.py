@@ -1,11 +1,11 @@
-"""Flux plugin: parsers on recorded output, job-id encodings, argv building, the backends
-against the test double tests/doubles/flux/flux, and live checks when flux is on PATH."""
+"""Flux plugin: parsers on recorded output, job-id encodings, argv building, and the backends
+against the test double tests/doubles/flux/flux. The live tests against a real Flux instance
+are in test_flux_live.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -514,34 +514,3 @@ def test_remote_exec_per_node_results(env):
     assert rx.run(["true"], []) == {}
     with pytest.raises(RemoteExecError):
         rx.run([], ["node1"])
-
-
-# --------------------------------------------------------------------------- live
-
-
-needs_flux = pytest.mark.skipif(shutil.which("flux") is None,
-                                reason="Flux is not installed here (no flux on PATH)")
-
-
-def _live_ctx():
-    if not (os.environ.get("FLUX_URI") or os.environ.get("FLUX_JOB_ID")):
-        pytest.skip("not inside a Flux instance (FLUX_URI unset); try 'flux start pytest'")
-    return BackendContext(environ=dict(os.environ), settings=FluxSettings())
-
-
-@pytest.mark.flux
-@needs_flux
-def test_live_flux_resource_manager():
-    c = _live_ctx()
-    seen = conformance.check_resource_manager(FluxResourceManager, c, expect_job=False)
-    assert seen["nodes"]
-
-
-@pytest.mark.flux
-@needs_flux
-def test_live_flux_run_and_exec():
-    c = _live_ctx()
-    conformance.check_launcher(FluxRunLauncher, c, run_args=["run", "true"],
-                               sleep_args=["run", "sleep", "60"])
-    nodes = FluxResourceManager(c).job_nodes()
-    conformance.check_remote_executor(FluxExecRemoteExecutor, c, nodes[:2])
