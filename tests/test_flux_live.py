@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 from scr_core.interfaces import BackendContext
+from scr_plugins_flux.launcher import FluxRunLauncher
+from scr_plugins_flux.rexec import FluxExecRemoteExecutor
 from scr_plugins_flux.rm import FluxResourceManager
 
 from scr_core import conformance
@@ -148,3 +151,97 @@ def test_rm_draining_node_in_a_running_job(flux_instance):
     flux_instance.run(["resource", "drain", "n3", "going away"])
     assert FluxResourceManager(ctx(flux_instance)).down_nodes() == {
         "n3": "draining: going away"}
+
+
+# --------------------------------------------------------------------------- launcher
+
+
+def hosts_in(path: Path) -> list[str]:
+    return sorted(path.read_text().split()) if path.exists() else []
+
+
+def test_launcher_conformance_exclusion_restriction_and_exit_codes(flux_instance, tmp_path):
+    c = ctx(flux_instance)
+    conformance.check_launcher(FluxRunLauncher, c, run_args=["run", "true"],
+                               sleep_args=["run", "sleep", "60"])
+    launcher = FluxRunLauncher(c)
+    out = tmp_path / "excluded"
+    step = launcher.launch(["run", "-N3", "sh", "-c", f"hostname >> {out}"], exclude=["n2"])
+    assert launcher.wait(step, 60) == 0
+    assert hosts_in(out) == ["n1", "n3", "n4"]
+    assert "--requires=-host:n2" in step.argv and step.step_id.startswith("ƒ")
+    # the step id is the Flux job, which ran on exactly those nodes
+    assert flux_instance.run(["jobs", "-n", "-o", "{nodelist}", step.step_id]).stdout.strip() \
+        == "n[1,3-4]"
+    out = tmp_path / "restricted"
+    step = launcher.launch(["run", "-N2", "sh", "-c", f"hostname >> {out}"],
+                           nodes=["n2", "n4"])
+    assert launcher.wait(step, 60) == 0 and hosts_in(out) == ["n2", "n4"]
+    step = launcher.launch(["run", "-N2", "sh", "-c", "exit 3"])
+    assert launcher.wait(step, 60) == 3
+    step = launcher.launch(["run", "-N1", "sh", "-c", "kill -KILL $$"])
+    assert launcher.wait(step, 60) == 128 + 9
+    # 4 nodes asked with one excluded cannot be satisfied: flux says so at once
+    step = launcher.launch(["run", "-N4", "true"], exclude=["n3"])
+    assert launcher.wait(step, 60) != 0
+
+
+def test_launcher_kills_a_running_step(flux_instance, tmp_path):
+    launcher = FluxRunLauncher(ctx(flux_instance))
+    started = tmp_path / "started"
+    step = launcher.launch(["run", "-N2", "sh", "-c", f"touch {started}; exec sleep 300"])
+    flux_instance.wait_for("the step's tasks", started.exists)
+    t0 = time.monotonic()
+    launcher.kill(step)
+    assert step.returncode == 143 and time.monotonic() - t0 < 5.0 + 5.0
+    assert job_line(flux_instance, step.step_id).startswith("CANCELED 143 cancel")
+    # and by id only (scr kill-jobstep from another process)
+    step = launcher.launch(["run", "-N1", "sleep", "300"])
+    flux_instance.wait_event(step.step_id, "start")
+    launcher.kill_step_id(step.step_id)
+    assert launcher.wait(step, 30) == 143
+
+
+def test_launcher_after_a_crash_fits_and_excludes(flux_instance, tmp_path):
+    """A node crash kills the running step (rc 143, node failure); ``fit_to_nodes`` turns
+    -N4 into -N3 and the relaunch without the crashed node runs."""
+    launcher = FluxRunLauncher(ctx(flux_instance))
+    started = tmp_path / "started"
+    step = launcher.launch(["run", "-N4", "sh", "-c", f"touch {started}.$(hostname); "
+                            "exec sleep 300"])
+    flux_instance.wait_for("4 tasks", lambda: len(list(tmp_path.glob("started.*"))) == 4)
+    flux_instance.lab("crash", "n3")
+    assert launcher.wait(step, 30) == 143
+    assert job_line(flux_instance, step.step_id) == \
+        "FAILED 143 exec node failure on n3 (rank 2)"
+    args = launcher.fit_to_nodes(["run", "-N4", "sh", "-c", f"hostname >> {tmp_path}/re"], 3)
+    assert args[:2] == ["run", "-N3"]
+    step = launcher.launch(args, exclude=["n3"])
+    assert launcher.wait(step, 60) == 0
+    assert hosts_in(tmp_path / "re") == ["n1", "n2", "n4"]
+
+
+# --------------------------------------------------------------------------- remote exec
+
+
+def test_remote_exec_every_rank_and_an_unreachable_one(flux_instance):
+    c = ctx(flux_instance)
+    conformance.check_remote_executor(FluxExecRemoteExecutor, c, NODES, unreachable=["n9"])
+    rx = FluxExecRemoteExecutor(c)
+    script = ('echo "out of $(hostname)"; echo "err of $(hostname)" >&2; '
+              'case $(hostname) in n2) exit 2;; n4) kill -KILL $$;; esac')
+    res = rx.run(["sh", "-c", script], NODES, timeout=30)
+    assert list(res) == NODES
+    for node in NODES:
+        assert res[node].stdout == f"out of {node}\n", res[node]
+        assert res[node].stderr == f"err of {node}\n", res[node]
+        assert not res[node].unreachable and not res[node].timed_out
+    assert [res[n].rc for n in NODES] == [0, 2, 0, 128 + 9]
+    flux_instance.lab("crash", "n3")
+    flux_instance.wait_for("n3 offline", lambda: flux_instance.ranks_in("offline") == "2")
+    res = rx.run(["hostname"], ["n1", "n3"], timeout=30)
+    assert res["n1"].rc == 0 and res["n1"].stdout == "n1\n"
+    assert res["n3"].unreachable and res["n3"].rc is None
+    assert "rank 2" in res["n3"].stderr
+    slow = rx.run(["sleep", "30"], ["n2"], timeout=1)
+    assert slow["n2"].timed_out and slow["n2"].rc is None
