@@ -137,7 +137,11 @@ class FluxLab:
 
     def reset(self) -> None:
         """Cancel every job, restart crashed nodes, undrain, and wait until every broker is
-        online and every node free (the next test starts from a clean instance)."""
+        online and every node free (the next test starts from a clean instance). If rank 0
+        (n1) itself was lost the instance is gone: the lab is started afresh."""
+        if not self.node_alive(self.nodes[0]):
+            _stop_lab(force=True)
+            _start_lab_scripts()
         self.run(["cancel", "--all", "-u", "all"], check=False)  # -u all: root may run others
         for node in self.nodes:
             if not self.node_alive(node):
@@ -177,21 +181,25 @@ def _build() -> None:
                     f"{BUILD_DIR}):\n{proc.stderr[-3000:]}", pytrace=False)
 
 
-def _start_lab() -> FluxLab:
-    _build()
-    t0 = time.monotonic()
+def _start_lab_scripts() -> None:
     env = dict(_clean_environ(), FLUXLAB_DIR=str(LAB_DIR), FLUX_PREFIX=str(PREFIX))
     try:
         proc = subprocess.run([str(LAB_SRC / "start-lab.sh")], env=env, capture_output=True,
                               text=True, timeout=START_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
-        _stop_lab()
+        _stop_lab(force=True)
         pytest.fail(f"the Flux lab did not start within {START_TIMEOUT:g}s: {exc}",
                     pytrace=False)
     if proc.returncode != 0:
-        _stop_lab()
+        _stop_lab(force=True)
         pytest.fail(f"the Flux lab did not start ({proc.returncode}):\n"
                     f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}", pytrace=False)
+
+
+def _start_lab() -> FluxLab:
+    _build()
+    t0 = time.monotonic()
+    _start_lab_scripts()
     values = {}
     for line in (LAB_DIR / "run" / "lab.env").read_text().splitlines():
         key, _, value = line.partition("=")
@@ -202,8 +210,8 @@ def _start_lab() -> FluxLab:
     return lab
 
 
-def _stop_lab() -> None:
-    if os.environ.get("SCR_FLUX_LAB_KEEP") == "1":
+def _stop_lab(force: bool = False) -> None:
+    if os.environ.get("SCR_FLUX_LAB_KEEP") == "1" and not force:
         return
     subprocess.run([str(LAB_SRC / "stop-lab.sh")],
                    env=dict(_clean_environ(), FLUXLAB_DIR=str(LAB_DIR)),

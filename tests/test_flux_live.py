@@ -11,13 +11,17 @@ nested instance's ``resource.exclude``.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
-from scr_core.interfaces import BackendContext
+from scr_core.batch import scheduler
+from scr_core.funcjobs import FunctionJob, JobDiedError, RMSystem
+from scr_core.interfaces import BackendContext, JobState
 from scr_plugins_flux.launcher import FluxRunLauncher
 from scr_plugins_flux.rexec import FluxExecRemoteExecutor
 from scr_plugins_flux.rm import FluxResourceManager
@@ -64,6 +68,13 @@ def ctx(flux, **env: str) -> BackendContext:
     return BackendContext(environ=flux.env(**env), settings=flux.settings(kill_grace=5.0))
 
 
+# `flux job timeleft` prints whole seconds (rounded down) and parse_timeleft adds them to
+# the whole seconds of now: the end time is at most 2 s before the expiration, never after
+def assert_end_is_expiration(end_time: int, flux, jid: str) -> None:
+    exp = expiration(flux, jid)
+    assert exp - 2.5 <= end_time <= exp, (end_time, exp)
+
+
 def expiration(flux, jid: str) -> float:
     return float(flux.run(["jobs", "-n", "-o", "{expiration}", jid]).stdout)
 
@@ -95,7 +106,7 @@ def test_rm_job_id_nodes_and_end_time_inside_flux_run(flux_instance, probe):
     for got in tasks:
         assert got["FLUX_JOB_ID"] == jid and got["job_id"] == jid
         assert got["nodes"] == nodes and got["down"] == {}
-        assert abs(got["end_time"] - expiration(flux_instance, jid)) <= 1.5
+        assert_end_is_expiration(got["end_time"], flux_instance, jid)
     unlimited = probe_of(flux_instance.run(["run", "-N1", *probe]).stdout)
     assert unlimited["end_time"] == -1 and unlimited["job_id"] == unlimited["FLUX_JOB_ID"]
 
@@ -104,16 +115,17 @@ def test_rm_inside_flux_alloc_and_flux_batch(flux_instance, probe, tmp_path):
     """The initial program of ``flux alloc``/``flux batch`` (a nested instance) has no
     FLUX_JOB_ID: the job id is the instance's ``jobid``, the nodes are its brokers' hosts,
     the end time the alloc/batch job's expiration."""
-    alloc = flux_instance.run(["alloc", "-N3", "-t", "4m", "--job-name=scr-alloc-probe",
-                               *probe], timeout=90).stdout
+    name = f"scr-alloc-probe-{time.time_ns()}"
+    alloc = flux_instance.run(["alloc", "-N3", "-t", "4m", f"--job-name={name}", *probe],
+                              timeout=90).stdout
     got = probe_of(alloc)
     assert got["FLUX_JOB_ID"] is None and got["job_id"]
     listed = flux_instance.run(["jobs", "-a", "-n", "-o", "{id.f58}|{name}|{nodelist}"]).stdout
     rows = [line.split("|") for line in listed.splitlines()]
-    [(jid, nodelist)] = [(r[0], r[2]) for r in rows if r[1] == "scr-alloc-probe"]
+    [(jid, nodelist)] = [(r[0], r[2]) for r in rows if r[1] == name]
     assert got["job_id"] == jid
     assert got["nodes"] == parse.parse_hostlist(nodelist) and len(got["nodes"]) == 3
-    assert abs(got["end_time"] - expiration(flux_instance, jid)) <= 1.5
+    assert_end_is_expiration(got["end_time"], flux_instance, jid)
 
     script = tmp_path / "batch.sh"
     script.write_text("#!/bin/sh\n" + " ".join(probe) + "\n")
@@ -124,7 +136,7 @@ def test_rm_inside_flux_alloc_and_flux_batch(flux_instance, probe, tmp_path):
     got = probe_of(out.read_text())
     assert got["FLUX_JOB_ID"] is None and got["job_id"] == jid
     assert len(got["nodes"]) == 2 and got["host"] == got["nodes"][0]
-    assert abs(got["end_time"] - expiration(flux_instance, jid)) <= 1.5
+    assert_end_is_expiration(got["end_time"], flux_instance, jid)
 
 
 def test_rm_down_nodes_offline_drained_excluded(flux_instance, probe):
@@ -245,3 +257,191 @@ def test_remote_exec_every_rank_and_an_unreachable_one(flux_instance):
     assert "rank 2" in res["n3"].stderr
     slow = rx.run(["sleep", "30"], ["n2"], timeout=1)
     assert slow["n2"].timed_out and slow["n2"].rc is None
+
+
+# --------------------------------------------------------------------------- batch lifecycle
+
+
+@pytest.fixture
+def rm(flux_instance, tmp_path):
+    env = flux_instance.env(HOME=str(tmp_path / "home"), SCR_JOBS_ROOT=str(tmp_path / "root"))
+    return FluxResourceManager(BackendContext(environ=env, settings=flux_instance.settings(),
+                                              prefix=str(tmp_path)))
+
+
+def request(command, tmp_path, name, **fields):
+    return scheduler.make_request(command, wrap=False, job_name=name,
+                                  output=str(tmp_path / f"{name}.out"), **fields)
+
+
+def test_batch_submit_status_cancel_timeout_and_inventory(flux_instance, rm, tmp_path):
+    assert scheduler.available(rm)
+    held = scheduler.submit(rm, request(["sleep", "300"], tmp_path, "held", nodes=1), hold=True)
+    running = scheduler.submit(rm, request(["sleep", "300"], tmp_path, "run", nodes=2,
+                                           time_limit=600))
+    fails = scheduler.submit(rm, request(["sh", "-c", "exit 4"], tmp_path, "fail", nodes=1))
+    ok = scheduler.submit(rm, request(["hostname"], tmp_path, "ok", nodes=1))
+    short = scheduler.submit(rm, request(["sleep", "60"], tmp_path, "short", nodes=1,
+                                         time_limit=2))
+    flux_instance.wait_event(running.job_id, "start")
+    st = scheduler.wait(rm, [fails.job_id, ok.job_id, short.job_id], timeout=60, interval=0.3)
+    assert st[fails.job_id].state == JobState.FAILED and st[fails.job_id].exit_code == 4
+    assert st[ok.job_id].state == JobState.COMPLETED and st[ok.job_id].exit_code == 0
+    assert st[short.job_id].state == JobState.TIMEOUT, st[short.job_id]
+    assert (tmp_path / "ok.out").read_text().strip() in NODES
+    st = scheduler.status(rm, [held.job_id, running.job_id, "ƒ2"])
+    assert st[held.job_id].state == JobState.PENDING
+    assert st[running.job_id].state == JobState.RUNNING
+    assert st["ƒ2"].state == JobState.UNKNOWN
+    # the inventory: the running job's 2 nodes allocated, a drained node down with its reason
+    flux_instance.run(["resource", "drain", "n4", "fan failure"])
+    inv = {n.name: n for n in scheduler.inventory(rm)}
+    assert sorted(inv) == NODES
+    assert sum(1 for n in inv.values() if n.allocated) == 2
+    assert not inv["n4"].up and inv["n4"].reason == "drained: fan failure"
+    assert all(inv[n].up for n in NODES if n != "n4")
+    for jid in (held.job_id, running.job_id):
+        scheduler.cancel(rm, jid)
+    scheduler.cancel(rm, ok.job_id)  # already over: nothing to do, no error
+    st = scheduler.wait(rm, [held.job_id, running.job_id], timeout=60, interval=0.3)
+    assert {s.state for s in st.values()} == {JobState.CANCELLED}
+
+
+def test_batch_job_on_a_crashed_node_is_node_fail(flux_instance, rm, tmp_path):
+    job = scheduler.submit(rm, request(["sleep", "300"], tmp_path, "crash", nodes=1,
+                                       header_lines=["#flux: --requires=-host:n1"]))
+    flux_instance.wait_event(job.job_id, "start")
+    node = flux_instance.run(["jobs", "-n", "-o", "{nodelist}", job.job_id]).stdout.strip()
+    assert node in ("n2", "n3", "n4")
+    flux_instance.lab("crash", node)
+    st = scheduler.wait(rm, [job.job_id], timeout=60, interval=0.3)[job.job_id]
+    assert st.state == JobState.NODE_FAIL, st
+    assert "node failure on " + node in st.message
+
+
+# --------------------------------------------------------------------------- function jobs
+
+
+def where_am_i():
+    return {"host": socket.gethostname(), "job": os.environ.get("FLUX_JOB_ID"),
+            "uri": os.environ.get("FLUX_URI")}
+
+
+def boom(x):
+    raise KeyError(f"missing {x}")
+
+
+def sleepy(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def test_function_jobs_on_flux(flux_instance, rm):
+    system = RMSystem("lab", rm)
+    one = FunctionJob("flux-where", where_am_i, environ=rm.environ)
+    one.start({"max_time": "2m", "nodes": 1}, system=system)
+    failing = FunctionJob("flux-boom", boom, args=("key",), environ=rm.environ)
+    failing.start({"max_time": "2m"}, system=system)
+    got = one.get_results(timeout=120, check_interval=0.3)
+    assert got["host"] in NODES and got["uri"] != flux_instance.uri  # its own instance
+    assert one.remote_id.startswith("ƒ")
+    with pytest.raises(KeyError, match="missing key") as err:
+        failing.get_results(timeout=120, check_interval=0.3)
+    assert "in boom" in err.value.__cause__.text
+
+
+def test_function_job_on_a_crashed_node_dies(flux_instance, rm):
+    system = RMSystem("lab", rm)
+    job = FunctionJob("flux-crash", sleepy, args=(300,), environ=rm.environ)
+    job.start({"max_time": "10m", "nodes": 1}, system=system,
+              header_extra=["#flux: --requires=-host:n1"])  # n1 is rank 0: never crashed
+    flux_instance.wait_event(job.remote_id, "start")
+    node = flux_instance.run(["jobs", "-n", "-o", "{nodelist}", job.remote_id]).stdout.strip()
+    assert node in ("n2", "n3", "n4")
+    flux_instance.lab("crash", node)
+    with pytest.raises(JobDiedError, match="node_fail"):
+        job.get_results(timeout=60, check_interval=0.3)
+    assert job.db.get(job.id)["status"] == "died"
+
+
+# --------------------------------------------------------------------------- fixtures
+
+FIX = Path(__file__).parent / "fixtures" / "flux"
+RECORD = os.environ.get("SCR_FLUX_RECORD") == "1"  # rewrite the *.live.txt fixtures
+
+
+def _normalized(name: str, text: str) -> str:
+    """What must not change between runs: job ids and remaining seconds vary."""
+    if name.startswith("jobs_status"):
+        return "\n".join("<id>|" + line.split("|", 1)[1] for line in text.splitlines())
+    if name.startswith("timeleft.limited"):
+        assert text.strip().isdigit() and int(text) < parse.UINT_MAX, text
+        return "<seconds>\n"
+    if name.startswith("submit"):
+        assert parse.format_jobid(parse.parse_submit(text)) == text.strip(), text
+        return "<f58>\n"
+    return text
+
+
+def check_fixture(name: str, text: str) -> None:
+    """Record (SCR_FLUX_RECORD=1) or compare a ``*.live.txt`` fixture with this Flux."""
+    path = FIX / name
+    if RECORD:
+        path.write_text(text, encoding="utf-8")
+        return
+    assert _normalized(name, path.read_text(encoding="utf-8")) == _normalized(name, text), \
+        f"{name}: this Flux printed\n{text}"
+
+
+def test_live_fixtures_are_what_this_flux_prints(flux_instance, tmp_path):
+    """Each ``tests/fixtures/flux/*.live.txt`` is what the plugin's exact command line
+    prints on this instance in a fixed situation (offline, drained, draining, excluded
+    nodes; jobs in every state and result, including a node failure); the parsers' unit
+    tests in test_flux.py read the same files."""
+    from scr_plugins_flux.rm import JOBS_FORMAT, LIST_FORMAT, STATUS_FORMAT
+
+    f = flux_instance
+    check_fixture("resource_status.exclude.live.txt", f.run(
+        ["alloc", "-N4", '--conf=resource.exclude="n3"', "flux", "resource", "status", "-o",
+         STATUS_FORMAT], timeout=90).stdout)
+    check_fixture("timeleft.unlimited.live.txt", f.run(["run", "flux", "job", "timeleft"]).stdout)
+    check_fixture("timeleft.limited.live.txt",
+                  f.run(["run", "-t", "30m", "flux", "job", "timeleft"]).stdout)
+    submitted = f.run(["submit", "true"]).stdout
+    check_fixture("submit.live.txt", submitted)
+
+    def submit(*args: str) -> str:
+        return f.run(["submit", *args]).stdout.strip()
+
+    jobs = {"completed": parse.parse_submit(submitted)}
+    jobs["failed"] = submit("sh", "-c", "exit 4")
+    jobs["nosuch"] = submit("scr-no-such-command")
+    jobs["timeout"] = submit("-t", "1s", "sleep", "30")
+    jobs["canceled"] = submit("--requires=host:n1", "sleep", "300")
+    jobs["canceled_pending"] = submit("--urgency=0", "true")
+    jobs["node_failure"] = submit("--requires=host:n4", "sleep", "300")
+    jobs["running"] = submit("--requires=host:n2", "sleep", "300")
+    for key in ("canceled", "node_failure", "running"):
+        f.wait_event(str(jobs[key]), "start")
+    jobs["held"] = submit("--urgency=0", "true")
+    jobs["depend"] = submit(f"--dependency=afterok:{jobs['running']}", "true")
+    f.run(["cancel", str(jobs["canceled"]), str(jobs["canceled_pending"])])
+    f.run(["resource", "drain", "n2", "draining: job | still running"])
+    f.run(["resource", "drain", "n3", "bad DIMM"])
+    f.lab("crash", "n4")
+    f.wait_for("n4 offline", lambda: f.ranks_in("offline") == "3")
+    jobs["sched"] = submit("-N4", "true")  # n4 is lost: stays pending, no reason given
+    for key in ("completed", "failed", "nosuch", "timeout", "canceled", "canceled_pending",
+                "node_failure"):
+        f.wait_event(str(jobs[key]), "clean")
+    f.wait_for("the -N4 job in SCHED", lambda: f.run(
+        ["jobs", "-n", "-o", "{state}", str(jobs["sched"])]).stdout.strip() == "SCHED")
+    check_fixture("resource_status.live.txt", f.run(
+        ["resource", "status", "-o", STATUS_FORMAT]).stdout)
+    check_fixture("resource_list.live.txt", f.run(["resource", "list", "-o", LIST_FORMAT]).stdout)
+    check_fixture("exec_unreachable.live.txt",
+                  f.run(["exec", "-r", "3", "hostname"], check=False).stderr)
+    check_fixture("jobs_status.live.txt", "".join(
+        f.run(["jobs", "-a", "-n", "-o", JOBS_FORMAT, str(jid)]).stdout
+        for jid in jobs.values()))
+    assert not RECORD, "fixtures recorded; run again without SCR_FLUX_RECORD=1"
