@@ -1,0 +1,149 @@
+"""``scr run flux run ...`` end to end on the real Flux lab (tests/flux_lab, conftest_flux).
+
+Jobs are real ``flux alloc``/``flux batch`` jobs on the lab's 4 brokers; their scripts run
+``scr run flux run ...`` on n1 (the nested instance's rank 0) with the project's venv (``/work``
+and ``/tmp`` are shared with the lab nodes; ``/dev/shm`` is private per node, as node-local
+cache is). Failures are real: ``lab crash nX`` kills the node's broker, the nested
+instance's broker and every task there at once, and cuts its link.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.flux
+
+PY = sys.executable
+DEMO = f"{PY} -m scr_core.demo --step-seconds 0.1 --ckpt-every 10 --size-kb 4"
+WRITER = Path(__file__).parent / "ckpt_writer.py"
+
+
+def env_lines(prefix: Path, **extra: str) -> str:
+    """Exports for the job script; the node tests are off (the RM already knows about
+    crashed nodes, and they add seconds per check)."""
+    values = {"SCR_PREFIX": str(prefix), "SCR_RUN_SETTLE_SECONDS": "2",
+              "SCR_NODE_TESTS": "none", **extra}
+    return "".join(f"export {k}='{v}'\n" for k, v in values.items())
+
+
+def start(flux, tmp_path: Path, body: str, *alloc_args: str) -> tuple[subprocess.Popen, Path]:
+    """``flux alloc ALLOC_ARGS SCRIPT`` in the background -> (process, output file)."""
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    out = tmp_path / "job.out"
+    fh = open(out, "w")
+    proc = subprocess.Popen([flux.flux, "alloc", *alloc_args, str(script)], env=flux.env(),
+                            stdout=fh, stderr=subprocess.STDOUT, cwd=tmp_path)
+    fh.close()
+    return proc, out
+
+
+def finish(proc: subprocess.Popen, out: Path, timeout: float = 180) -> str:
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        rc = "timeout"
+    return f"[flux alloc rc={rc}]\n" + out.read_text()
+
+
+def wait_file(path: Path, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def exit_code(text: str) -> int:
+    m = re.search(r"^SCR_RUN_EXIT=(\d+)$", text, re.M)
+    assert m, text
+    return int(m.group(1))
+
+
+def test_broker_killed_mid_step_relaunch_on_the_spare_and_resume(flux_instance, tmp_path):
+    """``scr run flux run -N3`` inside ``flux alloc -N4``: n3 is SIGKILLed mid-step, Flux
+    fails the step (node failure), scr run sees n3 offline, relaunches -N3 excluding n3
+    (on n1, n2 and the spare n4), resumes from the last checkpoint and exits 0."""
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    hosts = tmp_path / "hosts"
+    body = (env_lines(prefix, SCR_RUNS="3", SCR_MIN_NODES="3") +
+            f"{PY} -m scr_core run flux run -N3 sh -c "
+            f"'hostname >> {hosts}.$FLUX_JOB_ID; exec {DEMO} --steps 200'\n"
+            "echo SCR_RUN_EXIT=$?\n"
+            f"{PY} -m scr_core list-down-nodes --reason\n")
+    proc, out = start(flux_instance, tmp_path, body, "-N4", "-t", "10m")
+    wait_file(prefix / ".scr" / "index.scr", 90, "the first checkpoint")
+    crashed = time.monotonic()
+    flux_instance.lab("crash", "n3")
+    text = finish(proc, out)
+    assert exit_code(text) == 0, text
+    assert "node failure on n3" in text
+    assert "node n3 is down: offline" in text, text
+    assert "run 2 of 3 on 3 node(s), excluding n3" in text, text
+    assert re.search(r"restarting from checkpoint ckpt\.\d+", text), text
+    assert "finished all 200 steps" in text
+    assert re.search(r"^n3: offline", text, re.M), text
+    runs = sorted(hosts.parent.glob("hosts.*"), key=lambda p: p.stat().st_mtime)
+    assert [sorted(p.read_text().split()) for p in runs] == [["n1", "n2", "n3"],
+                                                             ["n1", "n2", "n4"]]
+    assert time.monotonic() - crashed < 120
+
+
+def test_halt_by_time_left_from_the_job_expiration(flux_instance, tmp_path):
+    """A 30 s allocation with SCR_HALT_SECONDS=25: the time left (from the alloc job's
+    expiration) falls below it about 5 s in and the application halts (exit 10)."""
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    body = (env_lines(prefix, SCR_HALT_SECONDS="25") +
+            f"{PY} -m scr_core run flux run -N2 {DEMO} --steps 3000\n"
+            "echo SCR_RUN_EXIT=$?\n")
+    proc, out = start(flux_instance, tmp_path, body, "-N2", "-t", "30s")
+    text = finish(proc, out, timeout=90)
+    assert exit_code(text) == 10, text
+    assert "seconds left in the allocation" in text
+    assert "halting at step" in text
+
+
+def test_postrun_scavenges_from_the_surviving_nodes(flux_instance, tmp_path):
+    """The spare n4 of ``flux alloc -N4`` crashes; ``scr run flux run -N3`` writes a
+    checkpoint that exists only in the node-local caches (/dev/shm) of n1..n3, and the
+    postrun copies it to the prefix through ``flux exec`` on those surviving nodes."""
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    body = (env_lines(prefix, SCR_MIN_NODES="3") +
+            f"touch {ready}; while [ ! -e {go} ]; do sleep 0.1; done\n"
+            # until this instance, too, has seen n4 go
+            "until [ \"$(flux resource status -s offline -no '{nodelist}')\" = n4 ]; do "
+            "sleep 0.1; done\n"
+            f"{PY} -m scr_core run flux run -N3 -n3 {PY} {WRITER} --per-rank "
+            f"--prefix {prefix} --id 1 --files-per-rank 2 --size 5000 "
+            "--jobid $(flux getattr jobid)\n"
+            "echo SCR_RUN_EXIT=$?\n")
+    proc, out = start(flux_instance, tmp_path, body, "-N4", "-t", "10m")
+    wait_file(ready, 60, "the allocation")
+    flux_instance.lab("crash", "n4")
+    go.touch()
+    text = finish(proc, out)
+    assert exit_code(text) == 0, text
+    assert "run 1 of 1 on 3 node(s), excluding n4" in text, text
+    assert "postrun: node n4 is down: offline" in text, text
+    assert "postrun: dataset 1 (ckpt.1) saved: 3 rank(s), 6 file(s), 30000 bytes" in text
+    assert "restart point (CURRENT) is ckpt.1" in text
+    for rank in range(3):
+        for index in range(2):
+            path = prefix / "ckpt.1" / f"rank_{rank}" / f"file_{index}.dat"
+            assert path.stat().st_size == 5000, text
+    summary = prefix / ".scr" / "scr.dataset.1"
+    assert (summary / "summary.scr").exists(), text
+    report = next(summary.glob("scavenge.o*")).read_text()
+    assert [ln for ln in report.splitlines() if re.fullmatch(r"n\d", ln)] == ["n1", "n2", "n3"]
