@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 import textwrap
 import time
@@ -445,3 +446,32 @@ def test_live_fixtures_are_what_this_flux_prints(flux_instance, tmp_path):
         f.run(["jobs", "-a", "-n", "-o", JOBS_FORMAT, str(jid)]).stdout
         for jid in jobs.values()))
     assert not RECORD, "fixtures recorded; run again without SCR_FLUX_RECORD=1"
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def test_scr_plugins_detects_flux_and_a_local_allocation_still_wins(flux_instance, tmp_path):
+    """With FLUX_URI (no explicit choice) every Flux backend detects the environment and is
+    the one scr uses: ``scr list-down-nodes`` asks the lab. Inside a ``scr local alloc``
+    (SCR_LOCAL_DIR, priority 100 > Flux's 60) the local backend is used instead."""
+    env = flux_instance.env(HOME=str(tmp_path / "home"), SCR_NODE_TESTS="none")
+    r = subprocess.run([os.path.join(os.path.dirname(PY), "scr"), "plugins", "--json"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    [flux_plugin] = [p for p in json.loads(r.stdout) if p["plugin"] == "flux"]
+    detected = {(b["kind"], b["name"]) for b in flux_plugin["provides"] if b["detected"]}
+    assert detected == {("resource_manager", "flux"), ("launcher", "flux"),
+                        ("remote_executor", "flux")}
+    flux_instance.run(["resource", "drain", "n2", "detected"])
+    scr = [PY, "-m", "scr_core"]
+    r = subprocess.run([*scr, "list-down-nodes", "--reason"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == "n2: drained: detected\n", (r.stdout, r.stderr)
+    from scr_core.plugins import Registry
+
+    reg = Registry(env)
+    assert reg.select("resource_manager", environ=env).spec.name == "flux"
+    local = dict(env, SCR_LOCAL_DIR=str(tmp_path / "alloc"))
+    assert reg.select("resource_manager", environ=local).spec.name == "local"
+    assert reg.select("remote_executor", environ=local).spec.name == "local"
