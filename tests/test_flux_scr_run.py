@@ -151,6 +151,32 @@ def test_postrun_scavenges_from_the_surviving_nodes(flux_instance, tmp_path):
     assert [ln for ln in report.splitlines() if re.fullmatch(r"n\d", ln)] == ["n1", "n2", "n3"]
 
 
+def test_default_node_tests_through_flux_exclude_a_full_cache(flux_instance, tmp_path):
+    """Nothing configured: the default node tests (ping, echo, dir_capacity) reach the
+    brokers' nodes by name and through ``flux exec``, pass on healthy nodes, and catch n2,
+    whose cache file system is full (Flux does not know); scr run goes on without it."""
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    fill = "/dev/shm/scr-test-fill"
+    flux_instance.lab("on", "n2", "sh", "-c", f"cat /dev/zero > {fill} 2>/dev/null; true")
+    try:
+        body = (env_lines(prefix, SCR_MIN_NODES="3").replace("export SCR_NODE_TESTS='none'\n",
+                                                             "") +
+                f"{PY} -m scr_core list-down-nodes --reason; echo LIST_EXIT=$?\n"
+                f"{PY} -m scr_core run flux run -N4 {DEMO} --steps 20\n"
+                "echo SCR_RUN_EXIT=$?\n")
+        proc, out = start(flux_instance, tmp_path, body, "-N4", "-t", "10m")
+        text = finish(proc, out)
+    finally:
+        flux_instance.lab("on", "n2", "rm", "-f", fill)
+    assert "LIST_EXIT=0" in text, text
+    assert re.search(r"^n2: Failed dir check: .*No space left", text, re.M), text
+    assert not re.search(r"^n[134]: ", text, re.M), text  # the others passed every test
+    assert exit_code(text) == 0, text
+    assert "run 1 of 1 on 3 node(s), excluding n2" in text, text
+    assert "finished all 20 steps" in text
+
+
 # --------------------------------------------------------------------------- real SCR
 
 REAL_SCR = Path("/var/tmp/real-scr/install")
