@@ -84,7 +84,6 @@ def test_broker_killed_mid_step_relaunch_on_the_spare_and_resume(flux_instance, 
             f"{PY} -m scr_core list-down-nodes --reason\n")
     proc, out = start(flux_instance, tmp_path, body, "-N4", "-t", "10m")
     wait_file(prefix / ".scr" / "index.scr", 90, "the first checkpoint")
-    crashed = time.monotonic()
     flux_instance.lab("crash", "n3")
     text = finish(proc, out)
     assert exit_code(text) == 0, text
@@ -97,7 +96,6 @@ def test_broker_killed_mid_step_relaunch_on_the_spare_and_resume(flux_instance, 
     runs = sorted(hosts.parent.glob("hosts.*"), key=lambda p: p.stat().st_mtime)
     assert [sorted(p.read_text().split()) for p in runs] == [["n1", "n2", "n3"],
                                                              ["n1", "n2", "n4"]]
-    assert time.monotonic() - crashed < 120
 
 
 def test_halt_by_time_left_from_the_job_expiration(flux_instance, tmp_path):
