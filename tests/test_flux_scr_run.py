@@ -9,9 +9,7 @@ instance's broker and every task there at once, and cuts its link.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -177,43 +175,15 @@ def test_default_node_tests_through_flux_exclude_a_full_cache(flux_instance, tmp
 
 # --------------------------------------------------------------------------- real SCR
 
-REAL_SCR = Path("/var/tmp/real-scr/install")
-
-
-def _ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-@pytest.fixture
-def test_api(request, tmp_path) -> str:
-    """LLNL SCR's own ``test_api`` linked with the real libscr: from the real-SCR fixture
-    (tests/conftest_real_scr.py, issue 18) when the suite has it, else compiled here from an
-    installed real SCR."""
-    try:
-        return str(request.getfixturevalue("real_scr").app("test_api"))
-    except pytest.FixtureLookupError:
-        pass
-    examples = REAL_SCR / "share" / "scr" / "examples"
-    if not (REAL_SCR / "lib" / "libscr.so").exists() or shutil.which("mpicc") is None:
-        reason = f"no real SCR in {REAL_SCR} (or no mpicc)"
-        if _ci():
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    exe = tmp_path / "test_api"
-    subprocess.run(["mpicc", "-o", str(exe), str(examples / "test_api.c"),
-                    str(examples / "test_common.c"), f"-I{REAL_SCR / 'include'}",
-                    f"-I{examples}", f"-L{REAL_SCR / 'lib'}", "-lscr",
-                    f"-Wl,-rpath,{REAL_SCR / 'lib'}"], check=True, timeout=120)
-    return str(exe)
-
-
+@pytest.mark.real_scr
 def test_real_scr_test_api_xor_node_killed_relaunch_on_the_spare_restart_from_cache(
-        flux_instance, test_api, tmp_path):
+        flux_instance, real_scr, tmp_path):
     """LLNL/scr #553, on Flux: SCR's ``test_api`` with XOR redundancy in /dev/shm on 2 of the
     3 nodes of ``flux alloc -N3``, nothing flushed; n2 is killed mid-run; control comes back
     to the job script within seconds, n2 is found down, the job is relaunched on n1 and the
     spare n3 and libscr restarts from the cached checkpoint (n2's part rebuilt from XOR);
     the postrun then saves the last checkpoint from the surviving nodes."""
+    test_api = real_scr.app("test_api")  # tests/conftest_real_scr.py builds it
     prefix = tmp_path / "prefix"
     prefix.mkdir()
     body = ("export SCR_JOB_ID=$(flux getattr jobid)\n" +
