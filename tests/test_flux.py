@@ -549,3 +549,15 @@ def test_remote_exec_per_node_results(env):
     assert rx.run(["true"], []) == {}
     with pytest.raises(RemoteExecError):
         rx.run([], ["node1"])
+
+
+def test_lost_nodes_for_the_step_watch_are_offline_brokers_only(env, state):
+    """scr run's step watch (issue 17) acts at once on lost_nodes(): an offline broker is
+    lost, a drained, excluded or torpid one (busy, or an admin's word) is not."""
+    rm = FluxResourceManager(ctx(env))
+    assert rm.lost_nodes(NODES) == {}
+    mark_down(state, "node2", "drained bad DIMM")
+    mark_down(state, "node3", "torpid")
+    mark_down(state, "node4", "offline")
+    assert rm.lost_nodes(NODES) == {"node4": "offline (broker not running or lost)"}
+    assert rm.lost_nodes(["node1", "node2"]) == {}

@@ -290,6 +290,22 @@ def down_from_status(rows: Sequence[ResourceRow],
     return out
 
 
+def lost_from_status(rows: Sequence[ResourceRow], nodes: Iterable[str]) -> dict[str, str]:
+    """Nodes (of ``nodes``) whose broker is offline -> reason: what the step watch may act
+    on at once (Flux marks a lost broker offline within ~2 s). Drained, excluded and torpid
+    nodes are not lost: a running job keeps them (torpid is also what a busy node looks like)."""
+    wanted = set(nodes)
+    out: dict[str, str] = {}
+    for row in rows:
+        if not row.offline:
+            continue
+        text = _DOWN_STATES["offline"] + (f": {row.reason}" if row.reason else "")
+        for n in row.nodes:
+            if n in wanted:
+                out.setdefault(n, text)
+    return out
+
+
 def parse_resource_list(text: str) -> list[ResourceRow]:
     """``flux resource list`` (STATE NNODES NCORES NGPUS NODELIST; PROPERTIES/QUEUE ignored)
     -> rows with counts; rows with no nodes are skipped."""

@@ -14,6 +14,7 @@ job_nodes      ``flux getattr hostlist`` (instance) / ``flux jobs -n -o {nodelis
 down_nodes     ``flux resource status -o "{state} {nnodes} {ranks} {nodelist} {reason}"``:
                offline (``*``), exclude, drain/draining/drained, torpid, with the drain
                reason an administrator gave
+lost_nodes     the same query, offline brokers only (scr run's step watch)
 end_time       ``flux job timeleft`` (UINT_MAX = no limit = -1); if that subcommand is
                missing (flux-core < 0.49), the job's ``{expiration}`` via ``flux jobs``
 node_inventory ``flux resource list`` (free/allocated/down) + status reasons
@@ -183,6 +184,12 @@ class FluxResourceManager(ResourceManager):
         if not nodes:
             return {}
         return parse.down_from_status(self.cli.resource_status(), nodes)
+
+    def lost_nodes(self, nodes: Sequence[str]) -> dict[str, str]:
+        """Offline brokers among ``nodes``: one ``flux resource status`` for the step watch."""
+        if not nodes:
+            return {}
+        return parse.lost_from_status(self.cli.resource_status(), nodes)
 
     def end_time(self) -> int:
         if not (self._in_job() or self.environ.get("FLUX_URI")):

@@ -25,9 +25,15 @@ Parameters (environment or SCR config files): SCR_ENABLE (0: run the launcher on
 and return its exit code), SCR_RUNS (runs at most; -1 unlimited; default SCR_RETRIES+1, which
 defaults to 1), SCR_MIN_NODES, SCR_RUN_SETTLE_SECONDS (pause between runs, default 5; SCR
 used 60), SCR_HALT_SECONDS, SCR_EXCLUDE_NODES, SCR_NODE_TESTS, SCR_WATCHDOG,
-SCR_WATCHDOG_TIMEOUT[_PFS], SCR_LOG_ENABLE, SCR_PREFIX. Exports SCR_END_TIME (epoch; 0
-unknown, -1 none) and SCR_RUN_ID to the step. With the local launcher and no allocation, a
-virtual one is made for the duration (nodes from settings 'local.nodes' or -N).
+SCR_WATCHDOG_TIMEOUT[_PFS], SCR_LOG_ENABLE, SCR_PREFIX. Step watch (a node dying mid-step is
+found while the step runs, the step killed and relaunched without it): SCR_WATCH (default
+1; 0 off), SCR_WATCH_INTERVAL (1 s), SCR_WATCH_FAILURES (3) and SCR_WATCH_WINDOW (5 s):
+dead after that many failed probes spanning that long (the resource manager's own "lost"
+verdict counts at once), SCR_WATCH_TESTS (default ping), SCR_RUN_KILL_GRACE_SECONDS (5: a
+killed launcher that has not exited by then is killed with its processes). Exports
+SCR_END_TIME (epoch; 0 unknown, -1 none) and SCR_RUN_ID to the step. With the local
+launcher and no allocation, a virtual one is made for the duration (nodes from settings
+'local.nodes' or -N).
 
 Exit codes:
   0   the last run exited 0 and no halt condition was active
@@ -35,8 +41,12 @@ Exit codes:
   10  stopped by a halt condition (scr_halt, checkpoints left, before/after, time left)
   11  too few healthy nodes to relaunch (SCR_MIN_NODES)
   12  the runs succeeded but postrun could not save a needed dataset
-  2-7 usage, configuration, plugin, environment, data, not-supported errors (see scr --help)
+  6   the halt file cannot be read (corrupt): stopped, not relaunched, after postrun
+  2-8 usage, configuration (also an unusable SCR_PREFIX), plugin, environment, data,
+      not-supported, internal errors (see scr --help); never 1 for an error
   130/143  stopped by SIGINT/SIGTERM (the step is killed, postrun still runs)
+The application's SCR_Finalize (ExitReason SCR_FINALIZE_CALLED in halt.scr) stops the runs
+of this allocation, as in SCR; scr run clears it when it starts (a new allocation runs).
 With SCR_ENABLE=0: the launcher's own exit code."""
 
 
@@ -78,13 +88,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         job = JobEnv(environ=environ, launcher_hint=request.launcher)
         job.registry.launcher_for_command(request.launcher)  # an unknown launcher fails first
-        if (job.params.get("SCR_ENABLE") or "1").strip() == "0":
+        if not job.params.get_bool("SCR_ENABLE", True):
             return _plain(job, request)
+        from ..control.paths import ensure_scr_dir
         from ..scrlog import ScrLog
 
         log = None
         if (job.params.get("SCR_LOG_ENABLE") or "0").strip() == "1":
-            os.makedirs(job.dir_scr(), exist_ok=True)
+            ensure_scr_dir(job.prefix, job.prefix_source)
             log = ScrLog(job.prefix, job.require_job_id(), user=job.user())
         else:
             job.require_job_id()

@@ -20,9 +20,10 @@ import sys
 import time
 from typing import Any, Callable
 
-from ..errors import ConfigError, ScrError, UsageError
+from ..errors import EXIT_DATA, ConfigError, ControlFileError, ScrError, UsageError
 from .down_nodes import list_down_nodes
 from .should_exit import end_time_of, seconds_left, should_exit
+from .stepwatch import check_watch_params, kill_step
 
 IMMEDIATE_MARKER = "halt.immediate"
 POLL_SECONDS = 0.5
@@ -36,6 +37,8 @@ class Outcome:
     HALTED = 10          # a halt condition stopped the job (scr_halt, checkpoints, times)
     NOT_ENOUGH_NODES = 11  # too few healthy nodes to relaunch
     POSTRUN_FAILED = 12  # the runs succeeded but postrun could not save a needed dataset
+    HALT_FILE_CORRUPT = EXIT_DATA  # halt.scr cannot be read: stopped (after postrun) rather
+    #                                than relaunch without knowing whether a halt was asked
     # 128+N: stopped by signal N (SIGINT 130, SIGTERM 143) after postrun
 
 
@@ -120,6 +123,7 @@ class Runner:
         self.signal_received: int | None = None
         self.step = None
         self.launcher = None
+        self.watch_dead: dict = {}
 
     # -- parameters ---------------------------------------------------------------------------
     def runs_allowed(self) -> int | None:
@@ -139,12 +143,20 @@ class Runner:
         return max(retries + 1, 1)
 
     def settle_seconds(self) -> float:
+        import math
+
         value = self.job.params.get("SCR_RUN_SETTLE_SECONDS")
+        if value in (None, ""):
+            return 5.0
         try:
-            return max(0.0, float(value)) if value not in (None, "") else 5.0
-        except ValueError as exc:
-            raise ConfigError(f"SCR_RUN_SETTLE_SECONDS must be a number, not '{value}'") \
-                from exc
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise ConfigError(f"SCR_RUN_SETTLE_SECONDS must be a number of seconds, 0 or "
+                              f"more, not '{value}' "
+                              f"({self.job.params.source('SCR_RUN_SETTLE_SECONDS')})")
+        return seconds
 
     # -- the step -----------------------------------------------------------------------------
     def step_args(self) -> list:
@@ -169,32 +181,55 @@ class Runner:
             self.signal_received = signum
             self.out(f"received signal {signum}; stopping the job step")
 
-    def wait_step(self, step: Any, since: float) -> tuple:
-        """Wait for the step; return (exit code, why it was killed or '')."""
+    def wait_step(self, step: Any, since: float, watched: list | None = None) -> tuple:
+        """Wait for the step; return (exit code, why it was killed or ''). Nodes the step
+        watch declared dead are left in ``self.watch_dead``."""
+        from .stepwatch import WATCH_KILL_GRACE, StepWatch, kill_grace, watch_config
         from .watchdog import Watchdog
 
         watchdog = Watchdog.from_params(self.job)
         marker = os.path.join(self.job.dir_scr(), IMMEDIATE_MARKER)
-        while True:
-            rc = self.launcher.wait(step, timeout=POLL_SECONDS)
-            if rc is not None:
-                return rc, ""
-            why = ""
-            if self.signal_received is not None:
-                why = f"signal {self.signal_received}"
-            else:
-                try:
-                    if os.stat(marker).st_mtime >= since - 1:
-                        why = "scr_halt --immediate"
-                except FileNotFoundError:
-                    pass
-                if not why and watchdog is not None:
-                    why = watchdog.check()
-            if why:
-                self.out(f"killing the job step ({why})")
-                self.launcher.kill(step)
-                rc = self.launcher.wait(step, timeout=60)
-                return (rc if rc is not None else 137), why
+        self.watch_dead = {}
+        config = watch_config(self.job.params)
+        watch = None
+        if config.enabled and watched:
+            # the step's own nodes once the launcher knows them (srun: when its step is found)
+            watch = StepWatch(self.job, lambda: step.nodes or watched, config).start()
+        try:
+            while True:
+                rc = self.launcher.wait(step, timeout=POLL_SECONDS)
+                if rc is not None:
+                    return rc, ""
+                why = ""
+                dead = watch.dead() if watch is not None else {}
+                if dead:
+                    for n, reason in dead.items():
+                        self.out(f"node {n} is dead: {reason}")
+                        self.event("NODE_FAIL", note=f"{n}: {reason}", secs=0)
+                    self.watch_dead = dead
+                    why = f"step watch: node {','.join(dead)} dead"
+                elif self.signal_received is not None:
+                    why = f"signal {self.signal_received}"
+                else:
+                    try:
+                        if os.stat(marker).st_mtime >= since - 1:
+                            why = "scr_halt --immediate"
+                    except FileNotFoundError:
+                        pass
+                    if not why and watchdog is not None:
+                        why = watchdog.check()
+                if why:
+                    self.out(f"killing the job step ({why})")
+                    grace = kill_grace(self.job.params)
+                    if dead:  # the launcher would only wait for the dead node's tasks
+                        grace = min(grace, WATCH_KILL_GRACE)
+                    rc = kill_step(self.launcher, step, grace, self.out)
+                    if dead:  # a node failure, whatever the launcher made of the kill
+                        return 137, why
+                    return (rc if rc is not None else 137), why
+        finally:
+            if watch is not None:
+                watch.stop()
 
     def event(self, kind: str, **kw: Any) -> None:
         if self.log is not None:
@@ -217,6 +252,7 @@ class Runner:
         job.environ["SCR_END_TIME"] = str(end_time)
         runs = self.runs_allowed()
         settle = self.settle_seconds()
+        check_watch_params(job)  # a bad SCR_WATCH_* stops us before the step, not during it
         keep_down: dict = {}
         attempt = 0
         last_rc: int | None = None
@@ -233,7 +269,12 @@ class Runner:
                 # once down, always down: a revived node may have lost its cache
                 keep_down.update(down)
                 runs_left = None if runs is None else runs - attempt
-                decision = should_exit(job, nodes, list(keep_down), runs_left=runs_left)
+                try:
+                    decision = should_exit(job, nodes, list(keep_down), runs_left=runs_left)
+                except ControlFileError as exc:  # the halt file: never relaunch blindly
+                    self.out(f"stopping: {exc}")
+                    outcome = Outcome.HALT_FILE_CORRUPT
+                    break
                 if decision.stop:
                     self.out(f"stopping: {decision.reason}")
                     if decision.kind == "halt":
@@ -264,8 +305,11 @@ class Runner:
                 since = time.time()
                 step = self.launcher.launch(args, exclude=list(keep_down), env=env)
                 self.step = step
-                rc, why = self.wait_step(step, since)
+                rc, why = self.wait_step(step, since,
+                                         watched=[n for n in nodes if n not in keep_down])
                 self.step = None
+                # the watch's dead nodes were logged as NODE_FAIL already; once down, always
+                keep_down.update(self.watch_dead)
                 last_rc = rc
                 secs = time.time() - since
                 self.event("RUN_END", note=f"run={attempt} rc={rc}" +
@@ -279,14 +323,16 @@ class Runner:
                         from .should_exit import halt_check
 
                         reason = halt_check(job, end_time=end_time)
-                    except ScrError:
-                        pass
+                    except ScrError as exc:
+                        self.out(f"cannot check the halt conditions: {exc}")
                     outcome = Outcome.HALTED if reason else Outcome.SUCCESS
                     if reason:
                         self.out(f"the application exited after a halt condition: {reason}")
                     break
                 # the next decision (halt before runs before nodes) is made at the loop top
-                if settle and (runs is None or attempt < runs):
+                # the settle delay gives the RM time to notice a failure; after the watch
+                # found the dead node (and the step is gone) there is nothing to wait for
+                if settle and not self.watch_dead and (runs is None or attempt < runs):
                     self.out(f"waiting {settle:g} s before deciding on a relaunch")
                     self._sleep(settle)
         finally:
