@@ -150,6 +150,8 @@ def test_rm_down_nodes_offline_drained_excluded(flux_instance, probe):
     assert rm.job_nodes() == NODES
     assert rm.down_nodes() == {"n2": "drained: bad DIMM | slot 3",
                                "n4": "offline (broker not running or lost)"}
+    # the step watch's query (issue 17): only the crashed broker is lost, not the drained one
+    assert rm.lost_nodes(NODES) == {"n4": "offline (broker not running or lost)"}
     flux_instance.run(["resource", "undrain", "n2"])
     got = probe_of(flux_instance.run(
         ["alloc", "-N3", "--conf=resource.exclude=\"n3\"", *probe], timeout=90).stdout)
