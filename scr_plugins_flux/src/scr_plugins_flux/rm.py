@@ -308,7 +308,8 @@ class FluxResourceManager(ResourceManager):
                 out[jid] = JobStatus(jid, JobState.UNKNOWN,
                                      message="not known to flux jobs (purged or never existed)")
                 continue
-            state = parse.normalize_state(rec.state, rec.result, rec.exception_type)
+            state = parse.normalize_state(rec.state, rec.result, rec.exception_type,
+                                         rec.exception_note)
             msg = ": ".join(x for x in (rec.exception_type, rec.exception_note) if x)
             raw = rec.state + (f"/{rec.result}" if rec.result else "")
             out[jid] = JobStatus(jid, state, message=msg, exit_code=rec.returncode,
