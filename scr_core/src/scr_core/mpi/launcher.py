@@ -437,8 +437,8 @@ def _stat(pid: int) -> tuple[int, int] | None:
     return int(fields[1]), int(fields[19])
 
 
-def _descendants(pid: int) -> set:
-    """``{(pid, start time)}`` of every living descendant of ``pid`` on this machine."""
+def _descendants(*pids: int) -> set:
+    """``{(pid, start time)}`` of every living descendant of ``pids`` on this machine."""
     children: dict = {}
     try:
         entries = os.listdir("/proc")
@@ -450,7 +450,7 @@ def _descendants(pid: int) -> set:
             if st is not None:
                 children.setdefault(st[0], []).append((int(entry), st[1]))
     found: set = set()
-    todo = [pid]
+    todo = list(pids)
     while todo:
         for child in children.get(todo.pop(), ()):
             if child not in found:
@@ -473,6 +473,10 @@ def _reap_leftovers(procs: set, grace: float = 1.0) -> None:
         alive = [p for p in procs if _alive(p)]
         if not alive:
             return
+        # and what they started since they were seen (a proxy's ranks)
+        new = _descendants(*(pid for pid, _ in alive)) - set(procs)
+        procs = set(procs) | new
+        alive += list(new)
         for pid, _start in alive:
             try:
                 os.kill(pid, sig)
