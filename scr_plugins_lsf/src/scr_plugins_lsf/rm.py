@@ -99,6 +99,10 @@ class LsfResourceManager(ResourceManager):
         nodes = self.job_nodes()
         if not nodes:
             return {}
+        return parse.down_from_bhosts(self._bhosts(nodes), nodes)
+
+    def _bhosts(self, nodes: Sequence[str]) -> list[parse.BHost]:
+        """``bhosts -w NODES`` parsed; a failure with nothing parsed is an RM error."""
         cp = self._run([self.settings.bhosts, "-w", *nodes])
         try:
             hosts = parse.parse_bhosts(cp.stdout)
@@ -106,20 +110,13 @@ class LsfResourceManager(ResourceManager):
             raise ResourceManagerError(f"bhosts: {exc}") from exc
         if cp.returncode != 0 and not hosts:
             raise ResourceManagerError(f"bhosts -w failed: {failed(cp)}")
-        return parse.down_from_bhosts(hosts, nodes)
+        return hosts
 
     def lost_nodes(self, nodes: Sequence[str]) -> dict[str, str]:
         """Hosts bhosts calls unavail/unreach: one ``bhosts -w`` for the step watch."""
         if not nodes:
             return {}
-        cp = self._run([self.settings.bhosts, "-w", *nodes])
-        try:
-            hosts = parse.parse_bhosts(cp.stdout)
-        except parse.LsfParseError as exc:
-            raise ResourceManagerError(f"bhosts: {exc}") from exc
-        if cp.returncode != 0 and not hosts:
-            raise ResourceManagerError(f"bhosts -w failed: {failed(cp)}")
-        return parse.lost_from_bhosts(hosts, nodes)
+        return parse.lost_from_bhosts(self._bhosts(nodes), nodes)
 
     def end_time(self) -> int:
         jid = self.job_id()
