@@ -194,8 +194,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         name = prog or (f"scr {chosen}" if chosen else "scr")
         print(f"{name}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or client_commands.Interrupted by signal N
+        return 128 + getattr(exc, "signum", 2)
     except BrokenPipeError:
         return 0
 

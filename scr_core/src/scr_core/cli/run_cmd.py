@@ -25,7 +25,8 @@ Parameters (environment or SCR config files): SCR_ENABLE (0: run the launcher on
 and return its exit code), SCR_RUNS (runs at most; -1 unlimited; default SCR_RETRIES+1, which
 defaults to 1), SCR_MIN_NODES, SCR_RUN_SETTLE_SECONDS (pause between runs, default 5; SCR
 used 60), SCR_HALT_SECONDS, SCR_EXCLUDE_NODES, SCR_NODE_TESTS, SCR_WATCHDOG,
-SCR_WATCHDOG_TIMEOUT[_PFS], SCR_LOG_ENABLE, SCR_PREFIX. Exports SCR_END_TIME (epoch; 0
+SCR_WATCHDOG_TIMEOUT[_PFS], SCR_LOG_ENABLE, SCR_PREFIX, SCR_RM_RETRIES,
+SCR_RM_RETRY_SECONDS. Exports SCR_END_TIME (epoch; 0
 unknown, -1 none) and SCR_RUN_ID to the step. With the local launcher and no allocation, a
 virtual one is made for the duration (nodes from settings 'local.nodes' or -N).
 
@@ -36,7 +37,13 @@ Exit codes:
   11  too few healthy nodes to relaunch (SCR_MIN_NODES)
   12  the runs succeeded but postrun could not save a needed dataset
   2-7 usage, configuration, plugin, environment, data, not-supported errors (see scr --help)
-  130/143  stopped by SIGINT/SIGTERM (the step is killed, postrun still runs)
+  129/130/143  stopped by SIGHUP/SIGINT/SIGTERM (the step is killed, postrun still runs;
+      a second signal interrupts postrun and stops its copy agents)
+An error (e.g. 5: the resource manager still failed after SCR_RM_RETRIES retries, waiting
+SCR_RM_RETRY_SECONDS, doubled each time) ends the runs too, after postrun.
+SIGKILL cannot be handled: the step still dies with scr run (srun, jsrun, flux get SIGTERM
+from the kernel; the local launcher's tasks are stopped by a watcher process), and a
+virtual allocation made for the run is removed.
 With SCR_ENABLE=0: the launcher's own exit code."""
 
 
@@ -110,7 +117,10 @@ def _implicit_allocation(environ: dict, launcher_args: list):  # -> LocalAllocat
     from ..units import parse_duration
 
     alloc = LocalAllocation.create(names, time_limit=parse_duration(str(limit)) if limit
-                                   else None)
+                                   else None, owned=True)
+    from ..local import lifeline
+
+    lifeline.ensure(alloc.path, remove=True)  # removed with its tasks even if we are killed
     print(f"scr run: made local allocation {alloc.job_id} of {len(names)} virtual nodes "
           f"({','.join(names)}) at {alloc.path}", file=sys.stderr, flush=True)
     return alloc

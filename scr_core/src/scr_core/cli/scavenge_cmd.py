@@ -39,10 +39,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "Exit codes: 0 every dataset saved and verified, 1 a dataset was not saved (stderr "
         "names it, its missing ranks, the files and nodes at fault; it is marked incomplete "
         "in the index), 2 usage, 3 configuration, 4 plugins, 5 not in an allocation or RM "
-        "failure, 6 corrupt control file.")
+        "failure, 6 corrupt control file, 128+N stopped by signal N (SIGHUP, SIGINT, SIGTERM: "
+        "the copy agents are stopped, nothing they were copying is marked complete).")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..client_commands import interrupt_on_signals
+
+    with interrupt_on_signals():  # a signal stops the copy agents too (exit 128+N)
+        return _scavenge(args)
+
+
+def _scavenge(args: argparse.Namespace) -> int:
     from ..engine.scavenge import pick_nodes, scavenge_dataset
     from ..errors import UsageError
     from ..hostlist import expand
