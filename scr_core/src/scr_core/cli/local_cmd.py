@@ -74,10 +74,10 @@ def _strip_dashes(cmd: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    sweep_stale(default_base())  # allocations whose owner was killed (SIGKILL) go
     if args.action == "alloc":
-        return _alloc(args)
+        return _alloc(args)  # a new allocation cleans the stale ones in its base first
     alloc = _current()
+    sweep_stale(default_base())  # allocations whose owner was killed (SIGKILL) go
     if args.action == "status":
         print(alloc.describe())
     elif args.action == "down":

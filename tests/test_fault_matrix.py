@@ -1,0 +1,493 @@
+"""Issue 16's fault matrix, run loop rows: each fault ends ``scr run`` with its documented exit
+code, leaves no process behind (found by a marker in the environment of everything the test
+started, on every lab node too: the lab nodes' processes are in PID namespaces below ours),
+and marks no dataset complete that is not all there.
+
+========================================  =====================================  =====================================
+row                                       local backend                          Slurm lab
+========================================  =====================================  =====================================
+node crash mid-step (relaunch, resume)    test_run_local::test_node_dies_then_   test_slurm_scr_run::test_node_crash_
+                                          relaunch_on_survivors_and_resume,      relaunch_with_exclude_and_resume,
+                                          ::test_too_few_nodes_left_stops_       ::test_mpi_job_crash_relaunch_and_
+                                          with_code_11                           resume
+node drained / down                       test_node_marked_down_mid_step_        test_slurm_scr_run::test_drained_
+                                          is_excluded_at_relaunch                node_excluded_before_first_launch_
+                                                                                 and_min_nodes
+halt set mid-run (exit 10)                test_run_local::test_halt_while_       test_slurm_scr_run::test_halt_
+                                          running, ::test_halt_immediate_stops_  immediate_stops_the_running_step,
+                                          the_running_step                       ::test_time_left_halt_on_a_short_
+                                                                                 allocation
+SIGTERM / SIGHUP to scr run (143 / 129)   test_signal_stops_step_runs_postrun    test_slurm_signals_to_scr_run
+SIGINT to scr run (130)                   test_signal_stops_step_runs_postrun    (same code path as SIGTERM)
+SIGKILL to scr run (no orphan ranks,      test_sigkill_leaves_no_ranks_and_no_   test_slurm_signals_to_scr_run
+implicit allocation removed)              allocation
+stale local allocation (owner killed)     test_stale_allocation_is_cleaned       (local backend only)
+one failed RM query after a node failure  test_transient_rm_failure_is_retried_  (core: the same code for every RM)
+                                          and_the_job_goes_on
+RM keeps failing (exit 5, postrun runs)   test_rm_failing_for_good_ends_with_5_
+                                          after_postrun
+disk full on the prefix                   test_disk_full_prefix                  test_slurm_disk_full_prefix
+SIGTERM to scr scavenge (agents stop)     test_sigterm_to_scavenge_stops_its_    (same executor code: launcher
+                                          copy_agents                            remote exec tracks srun the same way)
+========================================  =====================================  =====================================
+
+Scavenge interrupted and re-run, and two scavenges at once, are the scavenge rows
+(tests/test_scavenge.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+DEMO = [sys.executable, "-m", "scr_core.demo", "--step-seconds", "0.05", "--ckpt-every", "5",
+        "--size-kb", "4"]
+MARKER = "SCR_FAULT_MATRIX_MARKER"
+
+
+def scr(*args: str) -> list:
+    return [sys.executable, "-m", "scr_core", *args]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def marked_processes(marker: str) -> list:
+    """(pid, argv) of every live process (zombies aside) whose environment or argv holds
+    ``marker``; this process excepted."""
+    want = marker.encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+            if state in (b"Z", b"X"):
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read()
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                env = fh.read()
+        except OSError:
+            continue
+        if want in argv or want in env:
+            found.append((int(entry), argv.replace(b"\0", b" ").decode(errors="replace")))
+    return found
+
+
+def wait_no_processes(marker: str, timeout: float = 20.0) -> list:
+    deadline = time.monotonic() + timeout
+    left = marked_processes(marker)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = marked_processes(marker)
+    return left
+
+
+def kill_marked(marker: str) -> None:
+    for pid, _ in marked_processes(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def assert_index_honest(prefix: Path) -> list:
+    """Every checkpoint the index calls complete has every rank's file, whole; returns the
+    names of the complete ones."""
+    from scr_core.control.index import IndexFile
+
+    if not (prefix / ".scr" / "index.scr").exists():
+        return []
+    complete = []
+    for entry in IndexFile(str(prefix)).entries():
+        if not entry.complete:
+            continue
+        ckpt = prefix / entry.name
+        files = sorted(ckpt.glob("rank_*.ckpt"))
+        assert files, f"{entry.name} is marked complete but has no files"
+        import json
+
+        size = None
+        for f in files:
+            head = json.loads(f.read_bytes().split(b"\n", 1)[0])
+            size = head["size"]
+            assert head["step"] == int(entry.name.split(".")[1]), f
+        assert len(files) == size, f"{entry.name} is marked complete with {len(files)} of " \
+                                   f"{size} ranks"
+        complete.append(entry.name)
+    return complete
+
+
+@pytest.fixture
+def marked_env(scr_env, tmp_path):
+    """scr_env + a marker every process of the test inherits; the local allocations go to
+    a private TMPDIR (the default base), so what is left there can be checked."""
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    marker = f"{tmp_path}-marker"
+    env = dict(scr_env, TMPDIR=str(tmp), **{MARKER: marker})
+    yield env, marker
+    kill_marked(marker)
+
+
+def allocations_left(env: dict) -> list:
+    base = Path(env["TMPDIR"]) / f"scr-local-{os.getuid()}"
+    return sorted(p.name for p in base.glob("alloc.*")) if base.exists() else []
+
+
+def start_run(env: dict, prefix: Path, *run_args: str) -> subprocess.Popen:
+    """``scr run local ...`` directly (its implicit allocation), to signal it."""
+    return subprocess.Popen(scr("run", "local", *run_args), env=env, cwd=prefix,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_checkpoint(prefix: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not (prefix / ".scr" / "index.scr").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            out = proc.communicate()[0] if proc.poll() is not None else ""
+            pytest.fail(f"no checkpoint was written: {out}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def prefix(tmp_path):
+    p = tmp_path / "prefix"
+    p.mkdir()
+    return p
+
+
+# --------------------------------------------------------------------------- signals
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_step_runs_postrun(marked_env, prefix, sig):
+    env, marker = marked_env
+    proc = start_run(dict(env, SCR_LOCAL_NODES="2"), prefix, "-N", "2", *DEMO,
+                     "--steps", "4000")
+    try:
+        wait_checkpoint(prefix, proc)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + sig, out
+    assert f"received signal {int(sig)}; stopping the job step" in out
+    assert "postrun:" in out
+    assert wait_no_processes(marker) == []
+    assert allocations_left(env) == []
+    assert assert_index_honest(prefix)
+
+
+def test_sigkill_leaves_no_ranks_and_no_allocation(marked_env, prefix):
+    env, marker = marked_env
+    proc = start_run(dict(env, SCR_LOCAL_NODES="2"), prefix, "-N", "2", *DEMO,
+                     "--steps", "4000")
+    try:
+        wait_checkpoint(prefix, proc)
+        assert len([p for p in marked_processes(marker) if p[1].startswith(DEMO[0] + " -m scr_core.demo")]) == 2
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert wait_no_processes(marker) == [], "ranks outlived scr run"
+    deadline = time.monotonic() + 10
+    while allocations_left(env) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert allocations_left(env) == [], "the implicit allocation was left behind"
+    assert assert_index_honest(prefix)
+
+
+# what a process killed with SIGKILL leaves: an owned allocation with a running task group
+_ORPHAN = """
+import os, subprocess, sys
+from scr_core.local.allocation import LocalAllocation
+alloc = LocalAllocation.create(["vnode1", "vnode2"], base=sys.argv[1], owned=True)
+task = subprocess.Popen(["sleep", "300"], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        env=dict(os.environ, SCR_LOCAL_DIR=alloc.path))
+alloc.register_group("vnode1", task.pid)
+print(alloc.path, task.pid, flush=True)
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("how", ["scr local status", "a new allocation"])
+def test_stale_allocation_is_cleaned(marked_env, how):
+    env, marker = marked_env
+    base = Path(env["TMPDIR"]) / f"scr-local-{os.getuid()}"
+    r = subprocess.run([sys.executable, "-c", _ORPHAN, str(base)], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    path, pid = r.stdout.split()
+    assert os.path.isdir(path) and marked_processes(marker)
+    if how == "scr local status":
+        r = subprocess.run(scr("local", "status"), env=dict(env, SCR_LOCAL_DIR=path),
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 5, r.stderr
+        assert "is stale: its owner" in r.stderr and "Traceback" not in r.stderr
+    else:
+        from scr_core.local.allocation import LocalAllocation
+
+        LocalAllocation.create(["vnode1"], base=str(base))
+    assert not os.path.exists(path)
+    assert wait_no_processes(marker, timeout=10) == []
+
+
+def test_a_live_owner_keeps_its_allocation(marked_env):
+    env, _marker = marked_env
+    from scr_core.local.allocation import LocalAllocation, sweep_stale
+
+    base = Path(env["TMPDIR"]) / "live"
+    alloc = LocalAllocation.create(["vnode1"], base=str(base), owned=True)
+    unowned = LocalAllocation.create(["vnode1"], base=str(base))
+    assert sweep_stale(str(base)) == []
+    assert os.path.isdir(alloc.path) and os.path.isdir(unowned.path)
+
+
+# --------------------------------------------------------------------------- node down
+
+
+def test_node_marked_down_mid_step_is_excluded_at_relaunch(marked_env, prefix):
+    """An admin marks a node down while the step runs (like a Slurm drain, the step goes
+    on); the application then fails once: the relaunch excludes the node."""
+    env, marker = marked_env
+    env = dict(env, SCR_RUNS="2", SCR_MIN_NODES="2", SCR_LOCAL_NODES="3")
+    proc = start_run(env, prefix, "-N", "3", *DEMO, "--steps", "60", "--fail-at-step", "20")
+    try:
+        wait_checkpoint(prefix, proc)
+        local_dir = next(p for p in (Path(env["TMPDIR"]) / f"scr-local-{os.getuid()}")
+                         .glob("alloc.*"))
+        r = subprocess.run(scr("local", "down", "vnode2", "-r", "drained by the test"),
+                           env=dict(env, SCR_LOCAL_DIR=str(local_dir)), capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "node vnode2 is down: drained by the test" in out
+    assert "run 2 of 2 on 2 node(s), excluding vnode2" in out
+    assert "finished all 60 steps" in out
+    assert wait_no_processes(marker) == []
+    assert "ckpt.60" in assert_index_honest(prefix)
+
+
+# --------------------------------------------------------------------------- RM failures
+
+
+class _FlakyQueries:
+    """Makes the backend's ``down_nodes`` raise ``error`` on the calls numbered in
+    ``failing`` (1-based)."""
+
+    def __init__(self, backend, failing, error):
+        self.real = backend.down_nodes
+        self.failing = set(failing)
+        self.error = error
+        self.calls = 0
+        backend.down_nodes = self
+
+    def __call__(self):
+        self.calls += 1
+        if self.calls in self.failing:
+            raise self.error
+        return self.real()
+
+
+def _runner(tmp_path, env_extra, launcher_args):
+    """An in-process scr run on a new local allocation with the demo app."""
+    from scr_core.engine.jobenv import JobEnv
+    from scr_core.engine.run import Runner, parse_run_args
+    from scr_core.local.allocation import LocalAllocation
+
+    alloc = LocalAllocation.create(["vnode1", "vnode2", "vnode3"], base=str(tmp_path / "a"))
+    prefix = tmp_path / "prefix"
+    prefix.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SCR_", "SLURM_", "LSB_", "FLUX_"))}
+    env.update(SCR_LOCAL_DIR=alloc.path, SCR_PREFIX=str(prefix), SCR_NODE_TESTS="none",
+               SCR_RUN_SETTLE_SECONDS="0", HOME=str(tmp_path / "home"), **env_extra)
+    job = JobEnv(environ=env)
+    lines: list = []
+    runner = Runner(job, parse_run_args("local", launcher_args), out=lines.append)
+    return job, runner, lines, alloc, prefix
+
+
+def test_transient_rm_failure_is_retried_and_the_job_goes_on(tmp_path):
+    from scr_core.errors import ResourceManagerError
+
+    job, runner, lines, alloc, prefix = _runner(
+        tmp_path, {"SCR_RUNS": "2", "SCR_MIN_NODES": "2", "SCR_RM_RETRY_SECONDS": "0"},
+        ["-N", "3", *DEMO, "--steps", "30", "--crash-node-at-step", "12"])
+    warnings: list = []
+    job.resource_manager._warn = warnings.append
+    # the query after the node failure times out once, as sinfo does when slurmctld is busy
+    flaky = _FlakyQueries(job.resource_manager.backend, [2],
+                          ResourceManagerError("sinfo did not answer within 30 s"))
+    rc = runner.run()
+    text = "\n".join(lines)
+    assert rc == 0, text
+    assert flaky.calls == 3  # before run 1, the failed query after it, its retry
+    assert len(warnings) == 1 and "sinfo did not answer" in warnings[0], warnings
+    assert "trying again in 0 s (1 of 3, SCR_RM_RETRIES)" in warnings[0]
+    assert "node vnode3 is down" in text and "run 2 of 2" in text
+    assert "ckpt.30" in assert_index_honest(prefix)
+
+
+@pytest.mark.parametrize("transient, calls", [(True, 3), (False, 1)])
+def test_rm_failing_for_good_ends_with_5_after_postrun(tmp_path, transient, calls):
+    from scr_core.errors import ResourceManagerError
+
+    job, runner, lines, alloc, prefix = _runner(
+        tmp_path, {"SCR_RUNS": "3", "SCR_RM_RETRIES": "2", "SCR_RM_RETRY_SECONDS": "0"},
+        ["-N", "3", "sh", "-c", "exit 3"])
+    job.resource_manager._warn = lambda _m: None
+    error = ResourceManagerError("sinfo: slurm_load_node: Unable to contact slurm "
+                                 "controller", transient=transient)
+    flaky = _FlakyQueries(job.resource_manager.backend, range(2, 100), error)
+    with pytest.raises(ResourceManagerError) as info:
+        runner.run()
+    assert info.value.exit_code == 5
+    assert flaky.calls == 1 + calls  # the first query, then the failing one and its retries
+    text = "\n".join(lines)
+    assert "stopping after an error; postrun still saves what the runs left" in text
+    assert "postrun:" in text
+    assert text.count("ended with exit code 3") == 1  # no relaunch
+
+
+def test_retry_backoff_is_bounded_and_doubles():
+    from scr_core import rm_retry
+    from scr_core.errors import ConfigError, ResourceManagerError, ScrError
+
+    class Params(dict):
+        def source(self, name):
+            return f"env {name}"
+
+    slept: list = []
+
+    def always():
+        raise ResourceManagerError("down")
+
+    with pytest.raises(ResourceManagerError):
+        rm_retry.call(always, "q", Params(SCR_RM_RETRIES="9", SCR_RM_RETRY_SECONDS="4"),
+                      warn=lambda m: None, sleep=slept.append)
+    assert slept == [4, 8, 16, 32, 60, 60, 60, 60, 60]
+    slept.clear()
+
+    def plain():
+        raise ScrError("not transient")
+
+    with pytest.raises(ScrError):
+        rm_retry.call(plain, "q", Params(), warn=lambda m: None, sleep=slept.append)
+    assert slept == []
+    for name, value in (("SCR_RM_RETRIES", "-1"), ("SCR_RM_RETRIES", "x"),
+                        ("SCR_RM_RETRY_SECONDS", "inf"), ("SCR_RM_RETRY_SECONDS", "nan"),
+                        ("SCR_RM_RETRY_SECONDS", "-2")):
+        with pytest.raises(ConfigError, match=name):
+            rm_retry.call(always, "q", Params({name: value}), warn=lambda m: None,
+                          sleep=slept.append)
+
+
+def test_scr_config_shows_the_retry_parameters(scr_env):
+    r = subprocess.run(scr("config"), env=dict(scr_env, SCR_RM_RETRIES="5"),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^SCR_RM_RETRIES = 5 .*env", r.stdout, re.M), r.stdout
+    assert re.search(r"^SCR_RM_RETRY_SECONDS = 2 ", r.stdout, re.M), r.stdout
+
+
+def test_missing_client_is_not_transient(tmp_path):
+    from scr_core.client_commands import run_client
+    from scr_core.errors import ResourceManagerError
+
+    with pytest.raises(ResourceManagerError) as info:
+        run_client([str(tmp_path / "no-such-sinfo")], {}, 5, ResourceManagerError)
+    assert info.value.transient is False
+    with pytest.raises(ResourceManagerError) as info:
+        run_client(["sleep", "5"], {}, 0.2, ResourceManagerError)
+    assert info.value.transient is True
+
+
+# --------------------------------------------------------------------------- disk full
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 1 MiB tmpfs as the prefix (root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_disk_full_prefix(marked_env, small_tmpfs):
+    """The prefix fills up while the job writes checkpoints (2 ranks x 96 KiB each): the
+    application fails, scr run relaunches, then gives up with exit 1; postrun cannot save
+    the dataset left in cache and says so; nothing half-written is marked complete."""
+    env, marker = marked_env
+    prefix = small_tmpfs
+    env = dict(env, SCR_RUNS="2", SCR_LOCAL_NODES="2")
+    r = subprocess.run(scr("run", "local", "-N", "2", *DEMO[:-1], "96", "--steps", "400"),
+                       env=env, cwd=prefix, capture_output=True, text=True, timeout=180)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "No space left on device" in out  # the application's tracebacks say so
+    assert out.count("ended with exit code 1") == 2
+    after_runs = out.split("stopping: no runs left", 1)[1]  # only scr run writes from here
+    assert "Traceback" not in after_runs, out
+    assert re.search(r"postrun: dataset \d+ \(ckpt\.\d+\) was NOT saved", after_runs), out
+    assert assert_index_honest(prefix)  # the early ones are complete and whole
+    assert wait_no_processes(marker) == []
+    assert allocations_left(env) == []
+
+
+# --------------------------------------------------------------------------- scavenge
+
+
+def test_sigterm_to_scavenge_stops_its_copy_agents(marked_env, tmp_path):
+    import ckpt_writer
+    from scr_core.control.index import IndexFile
+    from scr_core.local.allocation import LocalAllocation
+
+    env, marker = marked_env
+    alloc = LocalAllocation.create(["vnode1", "vnode2"], base=str(tmp_path / "alloc"))
+    prefix = tmp_path / "sprefix"
+    (prefix / ".scr").mkdir(parents=True)
+    ckpt_writer.write_dataset(str(prefix), 3, ckpt_writer.local_storage(alloc.path),
+                              alloc.job_id, ranks_per_node=1, files_per_rank=2,
+                              size=32 * 1024 * 1024)
+    env = dict(env, SCR_LOCAL_DIR=alloc.path, SCR_PREFIX=str(prefix),
+               SCR_FILE_BUF_SIZE="4096", SCR_SCAVENGE_SYNC="none")
+    proc = subprocess.Popen(scr("scavenge", "-i", "3"), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(prefix.rglob("*.scr_copy.part*")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+        agents = [p for p in marked_processes(marker) if "copy_agent" in p[1]]
+        assert agents, "no copy agent seen"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    assert wait_no_processes(marker, timeout=5) == [], "copy agents outlived scr scavenge"
+    entries = [e for e in IndexFile(str(prefix)).entries()] if \
+        (prefix / ".scr" / "index.scr").exists() else []
+    assert not any(e.complete for e in entries)
