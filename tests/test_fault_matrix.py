@@ -3,33 +3,36 @@ code, leaves no process behind (found by a marker in the environment of everythi
 started, on every lab node too: the lab nodes' processes are in PID namespaces below ours),
 and marks no dataset complete that is not all there.
 
-========================================  =====================================  =====================================
-row                                       local backend                          Slurm lab
-========================================  =====================================  =====================================
-node crash mid-step (relaunch, resume)    test_run_local::test_node_dies_then_   test_slurm_scr_run::test_node_crash_
-                                          relaunch_on_survivors_and_resume,      relaunch_with_exclude_and_resume,
-                                          ::test_too_few_nodes_left_stops_       ::test_mpi_job_crash_relaunch_and_
-                                          with_code_11                           resume
-node drained / down                       test_node_marked_down_mid_step_        test_slurm_scr_run::test_drained_
-                                          is_excluded_at_relaunch                node_excluded_before_first_launch_
-                                                                                 and_min_nodes
-halt set mid-run (exit 10)                test_run_local::test_halt_while_       test_slurm_scr_run::test_halt_
-                                          running, ::test_halt_immediate_stops_  immediate_stops_the_running_step,
-                                          the_running_step                       ::test_time_left_halt_on_a_short_
-                                                                                 allocation
-SIGTERM / SIGHUP to scr run (143 / 129)   test_signal_stops_step_runs_postrun    test_slurm_signals_to_scr_run
-SIGINT to scr run (130)                   test_signal_stops_step_runs_postrun    (same code path as SIGTERM)
-SIGKILL to scr run (no orphan ranks,      test_sigkill_leaves_no_ranks_and_no_   test_slurm_signals_to_scr_run
-implicit allocation removed)              allocation
-stale local allocation (owner killed)     test_stale_allocation_is_cleaned       (local backend only)
-one failed RM query after a node failure  test_transient_rm_failure_is_retried_  (core: the same code for every RM)
-                                          and_the_job_goes_on
-RM keeps failing (exit 5, postrun runs)   test_rm_failing_for_good_ends_with_5_
-                                          after_postrun
-disk full on the prefix                   test_disk_full_prefix                  test_slurm_disk_full_prefix
-SIGTERM to scr scavenge (agents stop)     test_sigterm_to_scavenge_stops_its_    (same executor code: launcher
-                                          copy_agents                            remote exec tracks srun the same way)
-========================================  =====================================  =====================================
+Rows, and the tests that cover them (``L:`` local backend, ``S:`` Slurm lab; ``run_local`` is
+tests/test_run_local.py, ``slurm_scr_run`` tests/test_slurm_scr_run.py, the rest are here):
+
+* node crash mid-step (relaunch excluding it, resume; exit 0, or 11 when too few are left)
+    L: run_local::test_node_dies_then_relaunch_on_survivors_and_resume,
+       run_local::test_too_few_nodes_left_stops_with_code_11
+    S: slurm_scr_run::test_node_crash_relaunch_with_exclude_and_resume,
+       slurm_scr_run::test_mpi_job_crash_relaunch_and_resume
+* node drained / marked down (excluded at the next launch)
+    L: test_node_marked_down_mid_step_is_excluded_at_relaunch
+    S: slurm_scr_run::test_drained_node_excluded_before_first_launch_and_min_nodes
+* halt set mid-run (exit 10)
+    L: run_local::test_halt_while_running, run_local::test_halt_immediate_stops_the_running_step
+    S: slurm_scr_run::test_halt_immediate_stops_the_running_step,
+       slurm_scr_run::test_time_left_halt_on_a_short_allocation
+* SIGTERM / SIGHUP / SIGINT to scr run (143 / 129 / 130, step stopped, postrun runs)
+    L: test_signal_stops_step_runs_postrun      S: test_slurm_signals_to_scr_run (TERM, HUP)
+* SIGKILL to scr run (no rank left; the implicit allocation removed)
+    L: test_sigkill_leaves_no_ranks_and_no_allocation
+    S: test_slurm_signals_to_scr_run (srun gets SIGTERM from the kernel: PR_SET_PDEATHSIG)
+* stale local allocation (its owner was killed): L: test_stale_allocation_is_cleaned
+* one failed RM query after a node failure (retried, the job goes on)
+    L: test_transient_rm_failure_is_retried_and_the_job_goes_on (core code, any RM)
+* RM failing for good (exit 5 at once, no relaunch, postrun runs)
+    L: test_rm_failing_for_good_ends_with_5_after_postrun
+* disk full on the prefix (exit 1, the lost dataset named, nothing half-written complete)
+    L: test_disk_full_prefix                    S: test_slurm_disk_full_prefix
+* SIGTERM to scr scavenge (its copy agents stop; exit 143)
+    L: test_sigterm_to_scavenge_stops_its_copy_agents (the launcher remote executor, srun on
+       Slurm, tracks its processes the same way)
 
 Scavenge interrupted and re-run, and two scavenges at once, are the scavenge rows
 (tests/test_scavenge.py).
@@ -194,7 +197,9 @@ def test_sigkill_leaves_no_ranks_and_no_allocation(marked_env, prefix):
                      "--steps", "4000")
     try:
         wait_checkpoint(prefix, proc)
-        assert len([p for p in marked_processes(marker) if p[1].startswith(DEMO[0] + " -m scr_core.demo")]) == 2
+        ranks = [p for p in marked_processes(marker)
+                 if p[1].startswith(f"{DEMO[0]} -m scr_core.demo")]
+        assert len(ranks) == 2, ranks
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
     finally:
@@ -212,8 +217,8 @@ _ORPHAN = """
 import os, subprocess, sys
 from scr_core.local.allocation import LocalAllocation
 alloc = LocalAllocation.create(["vnode1", "vnode2"], base=sys.argv[1], owned=True)
-task = subprocess.Popen(["sleep", "300"], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                        env=dict(os.environ, SCR_LOCAL_DIR=alloc.path))
+task = subprocess.Popen(["sleep", "300"], start_new_session=True, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL, env=dict(os.environ, SCR_LOCAL_DIR=alloc.path))
 alloc.register_group("vnode1", task.pid)
 print(alloc.path, task.pid, flush=True)
 os._exit(0)
@@ -227,7 +232,7 @@ def test_stale_allocation_is_cleaned(marked_env, how):
     r = subprocess.run([sys.executable, "-c", _ORPHAN, str(base)], env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    path, pid = r.stdout.split()
+    path, _pid = r.stdout.split()
     assert os.path.isdir(path) and marked_processes(marker)
     if how == "scr local status":
         r = subprocess.run(scr("local", "status"), env=dict(env, SCR_LOCAL_DIR=path),
@@ -324,7 +329,7 @@ def _runner(tmp_path, env_extra, launcher_args):
 def test_transient_rm_failure_is_retried_and_the_job_goes_on(tmp_path):
     from scr_core.errors import ResourceManagerError
 
-    job, runner, lines, alloc, prefix = _runner(
+    job, runner, lines, _alloc, prefix = _runner(
         tmp_path, {"SCR_RUNS": "2", "SCR_MIN_NODES": "2", "SCR_RM_RETRY_SECONDS": "0"},
         ["-N", "3", *DEMO, "--steps", "30", "--crash-node-at-step", "12"])
     warnings: list = []
@@ -346,7 +351,7 @@ def test_transient_rm_failure_is_retried_and_the_job_goes_on(tmp_path):
 def test_rm_failing_for_good_ends_with_5_after_postrun(tmp_path, transient, calls):
     from scr_core.errors import ResourceManagerError
 
-    job, runner, lines, alloc, prefix = _runner(
+    job, runner, lines, _alloc, _prefix = _runner(
         tmp_path, {"SCR_RUNS": "3", "SCR_RM_RETRIES": "2", "SCR_RM_RETRY_SECONDS": "0"},
         ["-N", "3", "sh", "-c", "exit 3"])
     job.resource_manager._warn = lambda _m: None
@@ -364,8 +369,9 @@ def test_rm_failing_for_good_ends_with_5_after_postrun(tmp_path, transient, call
 
 
 def test_retry_backoff_is_bounded_and_doubles():
-    from scr_core import rm_retry
     from scr_core.errors import ConfigError, ResourceManagerError, ScrError
+
+    from scr_core import rm_retry
 
     class Params(dict):
         def source(self, name):
@@ -482,7 +488,7 @@ def test_sigterm_to_scavenge_stops_its_copy_agents(marked_env, tmp_path):
         agents = [p for p in marked_processes(marker) if "copy_agent" in p[1]]
         assert agents, "no copy agent seen"
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
     assert proc.returncode == 143, err
@@ -491,3 +497,105 @@ def test_sigterm_to_scavenge_stops_its_copy_agents(marked_env, tmp_path):
     entries = [e for e in IndexFile(str(prefix)).entries()] if \
         (prefix / ".scr" / "index.scr").exists() else []
     assert not any(e.complete for e in entries)
+
+
+# --------------------------------------------------------------------------- Slurm lab
+#
+# The batch scripts run ``scr run srun ...`` on n1; every process they start carries the
+# marker in its environment (sbatch and srun pass it on). The lab nodes' PID namespaces are
+# below ours, so /proc here shows the processes of every lab node.
+
+SLURM_DEMO = f"{sys.executable} -m scr_core.demo --step-seconds 0.1 --ckpt-every 10 --size-kb 4"
+
+
+def _step_processes(marker: str) -> list:
+    """The marked processes of the step: scr run, srun, the application ranks."""
+    return [p for p in marked_processes(marker)
+            if "scr_core.demo" in p[1] or "scr_core run" in p[1]
+            or os.path.basename(p[1].split(" ", 1)[0]) == "srun"]
+
+
+def _scr_run_pid(marker: str, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = [pid for pid, argv in marked_processes(marker) if "scr_core run srun" in argv]
+        if pids:
+            return pids[0]
+        time.sleep(0.2)
+    raise AssertionError("scr run did not start")
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL])
+def test_slurm_signals_to_scr_run(slurm, tmp_path, sig):
+    from test_slurm_scr_run import env_lines, exit_code, submit, wait_file
+
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    marker = f"{tmp_path}-marker"
+    after = tmp_path / "after"
+    # after scr run, the job stays a while: a rank or srun left behind would still be running
+    body = (env_lines(prefix, SCR_RUNS="3", **{MARKER: marker}) +
+            f"{sys.executable} -m scr_core run srun -N2 {SLURM_DEMO} --steps 100000\n"
+            "echo SCR_RUN_EXIT=$?\n"
+            f"touch {after}; sleep 30\n")
+    _jid, out = submit(slurm, tmp_path, body, "-N2", "-t", "5")
+    try:
+        wait_file(prefix / ".scr" / "index.scr", 90, "the first checkpoint")
+        pid = _scr_run_pid(marker)
+        ranks = [p for p in _step_processes(marker) if "scr_core.demo" in p[1]]
+        assert len(ranks) == 2, ranks  # one per node, seen from here
+        os.kill(pid, sig)
+        wait_file(after, 90, "scr run to end")
+        left = wait_no_processes_matching(marker, _step_processes, timeout=20)
+        text = out.read_text()
+    finally:
+        kill_marked(marker)
+    assert left == [], f"left behind: {left}\n{text}"
+    assert exit_code(text) == 128 + sig, text
+    if sig != signal.SIGKILL:
+        assert f"received signal {int(sig)}; stopping the job step" in text, text
+        assert "postrun:" in text
+    assert assert_index_honest(prefix)
+
+
+def wait_no_processes_matching(marker: str, which, timeout: float) -> list:
+    deadline = time.monotonic() + timeout
+    left = which(marker)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = which(marker)
+    return left
+
+
+@pytest.mark.slurm
+def test_slurm_disk_full_prefix(slurm, tmp_path):
+    """A 1 MiB tmpfs as the prefix, mounted in n1's mount namespace (the lab's mounts are
+    private, so a one-node job; the host sees an empty directory): the job fills it."""
+    from test_slurm_scr_run import env_lines, exit_code, finish, submit
+
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    copy = tmp_path / "copy"
+    marker = f"{tmp_path}-marker"
+    slurm.lab("on", "n1", "mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs",
+              str(prefix))
+    try:
+        body = (env_lines(prefix, SCR_RUNS="2", **{MARKER: marker}) +
+                f"cd {prefix}\n"
+                f"{sys.executable} -m scr_core run srun -N1 -n2 "
+                f"{SLURM_DEMO.replace('--size-kb 4', '--size-kb 96')} --steps 400\n"
+                "echo SCR_RUN_EXIT=$?\n"
+                f"cp -a {prefix} {copy}\n")
+        jid, out = submit(slurm, tmp_path, body, "-N1", "-w", "n1", "-t", "5")
+        text = finish(slurm, jid, out, timeout=180)
+    finally:
+        slurm.lab("on", "n1", "umount", "-l", str(prefix))
+        kill_marked(marker)
+    assert exit_code(text) == 1, text
+    assert "No space left on device" in text
+    after_runs = text.split("stopping: no runs left", 1)[1]
+    assert "Traceback" not in after_runs, text
+    assert re.search(r"postrun: dataset \d+ \(ckpt\.\d+\) was NOT saved", after_runs), text
+    assert assert_index_honest(copy)
+    assert _step_processes(marker) == []
