@@ -290,21 +290,24 @@ def test_node_marked_down_mid_step_is_excluded_at_relaunch(marked_env, prefix):
 
 
 class _FlakyQueries:
-    """Makes the backend's ``down_nodes`` raise ``error`` on the calls numbered in
-    ``failing`` (1-based)."""
+    """Replaces ``LocalResourceManager.down_nodes``: the calls numbered in ``failing``
+    (1-based) raise ``error``."""
 
-    def __init__(self, backend, failing, error):
-        self.real = backend.down_nodes
+    def __init__(self, monkeypatch, failing, error):
+        from scr_core.local.rm import LocalResourceManager
+
+        real = LocalResourceManager.down_nodes
         self.failing = set(failing)
-        self.error = error
         self.calls = 0
-        backend.down_nodes = self
+        flaky = self
 
-    def __call__(self):
-        self.calls += 1
-        if self.calls in self.failing:
-            raise self.error
-        return self.real()
+        def down_nodes(rm):
+            flaky.calls += 1
+            if flaky.calls in flaky.failing:
+                raise error
+            return real(rm)
+
+        monkeypatch.setattr(LocalResourceManager, "down_nodes", down_nodes)
 
 
 def _runner(tmp_path, env_extra, launcher_args):
@@ -326,19 +329,19 @@ def _runner(tmp_path, env_extra, launcher_args):
     return job, runner, lines, alloc, prefix
 
 
-def test_transient_rm_failure_is_retried_and_the_job_goes_on(tmp_path):
+def test_transient_rm_failure_is_retried_and_the_job_goes_on(tmp_path, monkeypatch, capfd):
     from scr_core.errors import ResourceManagerError
 
-    job, runner, lines, _alloc, prefix = _runner(
+    # the query after the node failure times out once, as sinfo does when slurmctld is busy
+    flaky = _FlakyQueries(monkeypatch, [2],
+                          ResourceManagerError("sinfo did not answer within 30 s"))
+    _job, runner, lines, _alloc, prefix = _runner(
         tmp_path, {"SCR_RUNS": "2", "SCR_MIN_NODES": "2", "SCR_RM_RETRY_SECONDS": "0"},
         ["-N", "3", *DEMO, "--steps", "30", "--crash-node-at-step", "12"])
-    warnings: list = []
-    job.resource_manager._warn = warnings.append
-    # the query after the node failure times out once, as sinfo does when slurmctld is busy
-    flaky = _FlakyQueries(job.resource_manager.backend, [2],
-                          ResourceManagerError("sinfo did not answer within 30 s"))
     rc = runner.run()
     text = "\n".join(lines)
+    warnings = [line for line in capfd.readouterr().err.splitlines()
+                if line.startswith("scr: warning: ")]
     assert rc == 0, text
     assert flaky.calls == 3  # before run 1, the failed query after it, its retry
     assert len(warnings) == 1 and "sinfo did not answer" in warnings[0], warnings
@@ -348,16 +351,16 @@ def test_transient_rm_failure_is_retried_and_the_job_goes_on(tmp_path):
 
 
 @pytest.mark.parametrize("transient, calls", [(True, 3), (False, 1)])
-def test_rm_failing_for_good_ends_with_5_after_postrun(tmp_path, transient, calls):
+def test_rm_failing_for_good_ends_with_5_after_postrun(tmp_path, monkeypatch, transient,
+                                                       calls):
     from scr_core.errors import ResourceManagerError
 
-    job, runner, lines, _alloc, _prefix = _runner(
-        tmp_path, {"SCR_RUNS": "3", "SCR_RM_RETRIES": "2", "SCR_RM_RETRY_SECONDS": "0"},
-        ["-N", "3", "sh", "-c", "exit 3"])
-    job.resource_manager._warn = lambda _m: None
     error = ResourceManagerError("sinfo: slurm_load_node: Unable to contact slurm "
                                  "controller", transient=transient)
-    flaky = _FlakyQueries(job.resource_manager.backend, range(2, 100), error)
+    flaky = _FlakyQueries(monkeypatch, range(2, 100), error)
+    _job, runner, lines, _alloc, _prefix = _runner(
+        tmp_path, {"SCR_RUNS": "3", "SCR_RM_RETRIES": "2", "SCR_RM_RETRY_SECONDS": "0"},
+        ["-N", "3", "sh", "-c", "exit 3"])
     with pytest.raises(ResourceManagerError) as info:
         runner.run()
     assert info.value.exit_code == 5

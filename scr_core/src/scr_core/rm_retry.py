@@ -78,27 +78,23 @@ def _warn(message: str) -> None:
     print(f"scr: warning: {message}", file=sys.stderr, flush=True)
 
 
-class RetryingResourceManager:
-    """The selected resource manager, its :data:`QUERIES` tried again on transient errors.
-    Everything else (``name``, ``submit``, ...) is the backend's own."""
+def with_retries(backend: Any, params: Any,
+                 warn: Callable[[str], None] | None = None) -> Any:
+    """``backend`` (a resource manager) with its :data:`QUERIES` tried again on transient
+    errors. The methods are wrapped on the instance, so ``type(backend)`` and ``isinstance``
+    stay what they were (the batch scheduler looks at which methods a class overrides)."""
+    for name in QUERIES:
+        original = getattr(backend, name, None)
+        if callable(original):
+            setattr(backend, name, _retrying(original, f"{getattr(backend, 'name', '?')} {name}",
+                                             params, warn))
+    return backend
 
-    def __init__(self, backend: Any, params: Any,
-                 warn: Callable[[str], None] | None = None) -> None:
-        self.backend = backend
-        self._params = params
-        self._warn = warn
 
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self.backend, name)
-        if name not in QUERIES or not callable(value):
-            return value
+def _retrying(original: Callable[..., Any], what: str, params: Any,
+              warn: Callable[[str], None] | None) -> Callable[..., Any]:
+    def query(*args: Any, **kwargs: Any) -> Any:
+        return call(lambda: original(*args, **kwargs), what, params, warn)
 
-        def query(*args: Any, **kwargs: Any) -> Any:
-            return call(lambda: value(*args, **kwargs),
-                        f"{getattr(self.backend, 'name', 'resource manager')} {name}",
-                        self._params, self._warn)
-
-        return query
-
-    def __repr__(self) -> str:
-        return f"RetryingResourceManager({self.backend!r})"
+    query.__wrapped__ = original  # type: ignore[attr-defined]
+    return query

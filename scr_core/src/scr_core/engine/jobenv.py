@@ -101,9 +101,9 @@ class JobEnv:
         reg = self.registry.select(
             "resource_manager", self._rm_choice,
             setting=self.settings.get_raw("core", "resource_manager"), environ=self.environ)
-        from ..rm_retry import RetryingResourceManager
+        from ..rm_retry import with_retries
 
-        return RetryingResourceManager(self._build(reg), self.params)  # type: ignore[return-value]
+        return with_retries(self._build(reg), self.params)
 
     def launcher(self, command: str | None = None) -> Launcher:
         """The launcher for a launcher word (``srun``), or the selected/detected one."""
