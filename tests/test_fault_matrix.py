@@ -20,6 +20,8 @@ tests/test_run_local.py, ``slurm_scr_run`` tests/test_slurm_scr_run.py, the rest
        slurm_scr_run::test_time_left_halt_on_a_short_allocation
 * SIGTERM / SIGHUP / SIGINT to scr run (143 / 129 / 130, step stopped, postrun runs)
     L: test_signal_stops_step_runs_postrun      S: test_slurm_signals_to_scr_run (TERM, HUP)
+* a second signal while postrun scavenges (postrun interrupted, its agents stopped; 143)
+    L: test_second_signal_interrupts_postrun_and_stops_its_agents
 * SIGKILL to scr run (no rank left; the implicit allocation removed)
     L: test_sigkill_leaves_no_ranks_and_no_allocation
     S: test_slurm_signals_to_scr_run (srun gets SIGTERM from the kernel: PR_SET_PDEATHSIG)
@@ -602,3 +604,42 @@ def test_slurm_disk_full_prefix(slurm, tmp_path):
     assert re.search(r"postrun: dataset \d+ \(ckpt\.\d+\) was NOT saved", after_runs), text
     assert assert_index_honest(copy)
     assert _step_processes(marker) == []
+
+
+def test_second_signal_interrupts_postrun_and_stops_its_agents(marked_env, prefix):
+    """SIGTERM stops the step and postrun starts scavenging a large dataset from cache; a
+    second SIGTERM interrupts postrun: exit 143 at once, no copy agent left, nothing
+    marked complete."""
+    env, marker = marked_env
+    writer = Path(__file__).parent / "ckpt_writer.py"
+    written = prefix / "written"
+    app = (f"{sys.executable} {writer} --prefix {prefix} --id 5 --size {32 * 1024 * 1024} "
+           f"--files-per-rank 2 --ranks-per-node 1 --nodes vnode1 && touch {written} && "
+           "sleep 300")
+    env = dict(env, SCR_LOCAL_NODES="1", SCR_FILE_BUF_SIZE="4096", SCR_SCAVENGE_SYNC="none",
+               PYTHONPATH=str(Path(__file__).parent))
+    proc = start_run(env, prefix, "sh", "-c", app)
+    try:
+        deadline = time.monotonic() + 60
+        while not written.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        while not [p for p in marked_processes(marker) if "copy_agent" in p[1]]:
+            assert proc.poll() is None and time.monotonic() < deadline + 60, \
+                proc.communicate()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, out
+    assert "postrun goes on" not in out  # the first signal came before postrun
+    assert "received signal 15 again; interrupting postrun" in out
+    assert "Traceback" not in out
+    assert wait_no_processes(marker, timeout=5) == [], "copy agents outlived scr run"
+    assert allocations_left(env) == []
+    from scr_core.control.index import IndexFile
+
+    if (prefix / ".scr" / "index.scr").exists():
+        assert not any(e.complete for e in IndexFile(str(prefix)).entries())
