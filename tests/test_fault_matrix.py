@@ -643,3 +643,38 @@ def test_second_signal_interrupts_postrun_and_stops_its_agents(marked_env, prefi
 
     if (prefix / ".scr" / "index.scr").exists():
         assert not any(e.complete for e in IndexFile(str(prefix)).entries())
+
+
+_PARENT = """
+import subprocess, sys, time
+from scr_core.client_commands import die_with_parent
+child = subprocess.Popen(["sleep", "300"], preexec_fn=die_with_parent(),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(child.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_die_with_parent_reaches_the_launcher_after_sigkill(marked_env):
+    """What srun, jsrun and flux get: SIGTERM from the kernel when scr run is killed."""
+    env, marker = marked_env
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        assert any(pid == child for pid, _ in marked_processes(marker))
+        parent.kill()
+        parent.wait(timeout=10)
+    finally:
+        parent.kill()
+    assert wait_no_processes(marker, timeout=10) == []
+
+    import threading
+
+    from scr_core.client_commands import die_with_parent
+
+    seen: list = []
+    t = threading.Thread(target=lambda: seen.append(die_with_parent()))
+    t.start()
+    t.join()
+    assert seen == [None]  # a thread's end would kill the child: not offered there
