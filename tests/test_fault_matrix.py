@@ -24,7 +24,8 @@ tests/test_run_local.py, ``slurm_scr_run`` tests/test_slurm_scr_run.py, the rest
     L: test_second_signal_interrupts_postrun_and_stops_its_agents
 * SIGKILL to scr run (no rank left; the implicit allocation removed)
     L: test_sigkill_leaves_no_ranks_and_no_allocation
-    S: test_slurm_signals_to_scr_run (srun gets SIGTERM from the kernel: PR_SET_PDEATHSIG)
+    S: test_slurm_signals_to_scr_run (srun gets SIGTERM from the kernel: PR_SET_PDEATHSIG;
+       test_die_with_parent_reaches_the_launcher_after_sigkill checks that part here)
 * stale local allocation (its owner was killed): L: test_stale_allocation_is_cleaned
 * one failed RM query after a node failure (retried, the job goes on)
     L: test_transient_rm_failure_is_retried_and_the_job_goes_on (core code, any RM)
