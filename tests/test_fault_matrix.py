@@ -549,7 +549,8 @@ def test_slurm_signals_to_scr_run(slurm, tmp_path, sig):
     try:
         wait_file(prefix / ".scr" / "index.scr", 90, "the first checkpoint")
         pid = _scr_run_pid(marker)
-        ranks = [p for p in _step_processes(marker) if "scr_core.demo" in p[1]]
+        ranks = [p for p in _step_processes(marker)
+                 if p[1].startswith(f"{sys.executable} -m scr_core.demo")]
         assert len(ranks) == 2, ranks  # one per node, seen from here
         os.kill(pid, sig)
         wait_file(after, 90, "scr run to end")
@@ -589,7 +590,7 @@ def test_slurm_disk_full_prefix(slurm, tmp_path):
     try:
         body = (env_lines(prefix, SCR_RUNS="2", **{MARKER: marker}) +
                 f"cd {prefix}\n"
-                f"{sys.executable} -m scr_core run srun -N1 -n2 "
+                f"{sys.executable} -m scr_core run srun -N1 -n1 "
                 f"{SLURM_DEMO.replace('--size-kb 4', '--size-kb 96')} --steps 400\n"
                 "echo SCR_RUN_EXIT=$?\n"
                 f"cp -a {prefix} {copy}\n")
