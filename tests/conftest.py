@@ -6,7 +6,7 @@ import sys
 import pytest
 
 # the Slurm lab cluster for tests marked @pytest.mark.slurm (tests/conftest_slurm.py)
-pytest_plugins = ["conftest_slurm"]
+pytest_plugins = ["conftest_slurm", "conftest_real_scr"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)

@@ -339,9 +339,14 @@ def test_missing_ranks_are_handed_to_scrs_scr_index(alloc, prefix, tmp_path):
     res = scavenge_dataset(make_job(alloc, prefix, SCR_INDEX_EXE="/bin/false"), 1, NODES)
     assert not res.complete and res.missing_ranks == [2, 3]
     assert res.node_problems["scr_index"].startswith("--build exited 1")
+    # a stand-in that exits 0 without rebuilding anything: the exit code is not believed
+    # (a real rebuild through SCR's scr_index is tests/test_real_scr_slurm.py's)
     res = scavenge_dataset(make_job(alloc, prefix, SCR_INDEX_EXE="/bin/true"), 2, NODES)
-    assert res.complete and res.delegated
-    assert FlushFile(prefix).location(2) == "PFS"
+    assert not res.complete and not res.delegated and res.missing_ranks == [2, 3]
+    assert "exited 0, but the dataset does not verify: missing or bad ranks 2-3" in \
+        res.node_problems["scr_index"]
+    assert FlushFile(prefix).location(2) == "CACHE"
+    assert [e.complete for e in IndexFile(prefix).entries() if e.id == 2] == [False]
     # a script called scr_index (our own console script would be one) is never delegated to
     fake = tmp_path / "bin" / "scr_index"
     fake.parent.mkdir()

@@ -91,6 +91,8 @@ class RunSummary:
     node_fail: bool = False
     outcome: str = "last"  # "failed" | "halted" | "allocation_end" | "last"
     closed: bool = False  # RUN_END seen: the run's end time is final
+    # the records this run owns, its start record first (what `scr report` reads per run)
+    records: list[LogRecord] = field(default_factory=list, repr=False)
 
     @property
     def secs(self) -> float:
@@ -116,6 +118,7 @@ class LogStats:
     rebuild_secs: float = 0.0
     restart_failures: int = 0
     skipped_lines: int = 0
+    before_runs: list[LogRecord] = field(default_factory=list, repr=False)  # owned by no run
 
     def count(self, outcome: str) -> int:
         return sum(1 for r in self.runs if r.outcome == outcome)
@@ -169,12 +172,14 @@ def analyze(records: Iterable[LogRecord], skipped_lines: int = 0) -> LogStats:
             ):
                 current_by_script = False  # the library starting inside our launch
                 current.end = max(current.end, rec.time)
+                current.records.append(rec)
                 continue
-            current = RunSummary(jobid=rec.jobid, start=rec.time, end=rec.time)
+            current = RunSummary(jobid=rec.jobid, start=rec.time, end=rec.time, records=[rec])
             runs.append(current)
             current_by_script = label in RUN_START_LABELS
             in_checkpoint = False
             continue
+        (current.records if current is not None else stats.before_runs).append(rec)
 
         # Records of another allocation (say the next job's prerun) say nothing about this run.
         mine = current is not None and (

@@ -11,6 +11,11 @@ The ranks coordinate through the (shared) prefix only: rank 0 publishes a decisi
 checkpoint, which the others wait for. Rank and size come from the launcher's environment
 (Slurm, Open MPI/PMIx, LSF jsrun, Flux, the local backend).
 
+With ``SCR_LOG_ENABLE=1`` rank 0 writes the SCR log lines libscr writes (``START``,
+``RESTART_SUCCESS``, ``CHECKPOINT_START``/``_END``, ``xfer=CHECKPOINT`` and ``xfer=FLUSH_SYNC``
+with bytes and seconds, ``HALT``), so that ``scr report`` and ``scr ckpt-interval`` have what a real
+application gives them.
+
 Failure injection, each at most once per prefix (marker files in ``<prefix>/.scr``):
 ``--fail-at-step N`` (rank 0 exits 1), ``--hang-at-step N`` (every rank hangs),
 ``--crash-node-at-step N`` (the last rank's node dies: on the local backend the virtual node
@@ -79,6 +84,12 @@ class Demo:
         self.cache_base = os.environ.get("SCR_CACHE_BASE") or "/dev/shm"
         self.sync_dir = os.path.join(self.scr_dir, "demo.sync")
         os.makedirs(self.sync_dir, exist_ok=True)
+        self.log = None
+        if self.rank == 0 and (os.environ.get("SCR_LOG_ENABLE") or "0").strip() == "1":
+            from .scrlog import ScrLog
+
+            self.log = ScrLog(self.prefix, self.job_id, user=self.user,
+                              host=os.environ.get("SCR_LOCAL_NODE") or socket.gethostname())
 
     def say(self, msg: str) -> None:
         print(f"demo[{self.rank}/{self.size}@{socket.gethostname()}"
@@ -145,7 +156,9 @@ class Demo:
         cache_dir = os.path.join(self.cache_base, self.user, f"scr.{self.job_id}",
                                  f"scr.dataset.{step}")
         os.makedirs(cache_dir, exist_ok=True)
+        started = time.time()
         _atomic_write(os.path.join(cache_dir, f"rank_{self.rank}.ckpt"), payload)
+        written = time.time()
         if self.rank == 0:
             self.record_start(step, name)
         out_dir = os.path.join(self.prefix, name)
@@ -157,6 +170,9 @@ class Demo:
                            for r in range(self.size))
             if complete:
                 self.record_complete(step, name, len(payload))
+                if self.log is not None:
+                    self.log_checkpoint(step, name, cache_dir, started, written,
+                                        len(payload) * self.size)
             decision = self.halt_decision() if complete else "halt: lost a rank"
             _atomic_write(decision_path, decision.encode())
             return decision
@@ -174,6 +190,21 @@ class Demo:
             created=int(time.time() * 1e6), flag_ckpt=1, flag_output=0,
             files=self.size if complete else None, size=size * self.size if complete else None,
             complete=complete)
+
+    def log_checkpoint(self, step: int, name: str, cache_dir: str, started: float,
+                       written: float, nbytes: int) -> None:
+        """What libscr logs for a checkpoint written to cache then flushed synchronously
+        (rank 0's own write time stands for the checkpoint's, as in libscr)."""
+        log, now = self.log, time.time()
+        assert log is not None
+        log.event("CHECKPOINT_START", note=self.cache_base, dset=step, name=name,
+                  start=started)
+        log.event("CHECKPOINT_END", note=self.cache_base, dset=step, name=name,
+                  start=written, secs=written - started)
+        log.transfer("CHECKPOINT", src=self.cache_base, dst=cache_dir, dset=step, name=name,
+                     start=started, secs=written - started, bytes=nbytes, files=self.size)
+        log.transfer("FLUSH_SYNC", src=cache_dir, dst=self.prefix, dset=step, name=name,
+                     start=written, secs=now - written, bytes=nbytes, files=self.size)
 
     def record_start(self, step: int, name: str) -> None:
         from .control.flush import FlushFile
@@ -222,6 +253,10 @@ class Demo:
                                  "SLURM_STEP_NUM_NODES"), 1)
             write_nodes(self.prefix, nnodes)
             self.say(f"starting at step {step} of {a.steps} with {self.size} rank(s)")
+            if self.log is not None:
+                self.log.start(procs=self.size, nodes=nnodes)
+                if step:
+                    self.log.event("RESTART_SUCCESS", dset=step, secs=0.0)
         while step < a.steps:
             step += 1
             time.sleep(a.step_seconds)
@@ -233,6 +268,8 @@ class Demo:
                 if decision.startswith("halt"):
                     if self.rank == 0:
                         self.say(f"halting at step {step}: {decision[6:]}")
+                        if self.log is not None:
+                            self.log.halt(decision[6:])
                     return 0
         if self.rank == 0:
             from .control.halt import HaltFile
@@ -242,6 +279,8 @@ class Demo:
                 if not state.exit_reason:
                     state.exit_reason = "SCR_FINALIZE_CALLED"
             self.say(f"finished all {a.steps} steps")
+            if self.log is not None:
+                self.log.halt("SCR_FINALIZE_CALLED")
         return 0
 
 

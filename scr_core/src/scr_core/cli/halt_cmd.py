@@ -40,6 +40,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                             help=f"remove the {what} condition")
     parser.add_argument("-r", "--remove", action="store_true", help="delete the halt file")
     parser.add_argument("-v", "--verbose", action="store_true", help="list after changing")
+    parser.add_argument("--json", action="store_true",
+                        help="with --list: print the settings as JSON, schema scr.halt/1 "
+                             "(docs/json-schemas.md)")
     parser.add_argument("dirs", nargs="*", metavar="PREFIX",
                         help="prefix directories (default $SCR_PREFIX or .)")
     parser.epilog = EPILOG
@@ -51,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.jobenv import scr_prefix
     from ..engine.run import IMMEDIATE_MARKER
 
+    if args.json:
+        return _list_json(args)
     if args.checkpoints is not None and args.checkpoints < 0:
         raise UsageError(f"--checkpoints must be 0 or more, not {args.checkpoints}")
     now = time.time()
@@ -114,6 +119,24 @@ def run(args: argparse.Namespace) -> int:
         if args.verbose:
             print(format_listing(HaltFile(path).read(), path), end="")
     return 1 if failures else 0
+
+
+def _list_json(args: argparse.Namespace) -> int:
+    from ..control.halt import HaltFile
+    from ..control.paths import halt_path
+    from ..engine.jobenv import scr_prefix
+    from ..jsonout import dump, halt_state
+
+    if not args.list:
+        raise UsageError("--json goes with --list")
+    prefixes = [os.path.abspath(d) for d in args.dirs] or [scr_prefix(os.environ)]
+    entries = []
+    for prefix in prefixes:
+        path = halt_path(prefix)
+        halt = HaltFile(path)
+        entries.append(halt_state(prefix, str(path), halt.read(), halt.exists()))
+    dump("halt", {"halt_files": entries})
+    return 0
 
 
 def _unlink(path: str) -> None:

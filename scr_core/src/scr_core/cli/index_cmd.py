@@ -34,9 +34,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     action.add_argument("-b", "--build", metavar="ID", type=int,
                         help="verify dataset ID in the prefix and record it")
     parser.add_argument("-p", "--prefix", help="SCR prefix directory (default $SCR_PREFIX or .)")
+    parser.add_argument("--json", action="store_true",
+                        help="with --list (or no action): print every dataset of the index as "
+                             "JSON, schema scr.index/1 (docs/json-schemas.md)")
     parser.epilog = (
         "--list prints 'DSET VALID FLUSHED CUR NAME' rows, newest first; VALID is YES when "
-        "the dataset is complete and no fetch of it failed; * marks CURRENT.\n"
+        "the dataset is complete and no fetch of it failed; * marks CURRENT. --json lists "
+        "every dataset (outputs too) with its flags, times and size.\n"
         "Exit codes: 0 ok, 1 failed (no index, unknown NAME, not a checkpoint, name taken, "
         "or --build found the dataset incomplete: the missing ranks and files are named), "
         "2 usage, 6 corrupt index or summary file.")
@@ -72,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
         if not index.drop_after(args.drop_after):
             _err(f"'{args.drop_after}' is not in the index")
             return 1
+        return 0
+    if args.json:
+        from ..jsonout import dump, index_entries
+
+        dump("index", {"prefix": job.prefix, **index_entries(index)})
         return 0
     sys.stdout.write(index.format_list())
     return 0

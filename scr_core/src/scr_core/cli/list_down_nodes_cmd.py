@@ -23,6 +23,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="append a NODE_FAIL event per down node to the SCR log")
     parser.add_argument("-s", "--secs", type=float, default=0.0, help="secs for the log events")
     parser.add_argument("-p", "--prefix", help="SCR prefix directory (default $SCR_PREFIX or .)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the down nodes and their reasons as JSON, schema "
+                             "scr.down-nodes/1 (docs/json-schemas.md)")
     parser.add_argument("nodeset", nargs="*", help="nodes to check (default: the allocation)")
     parser.epilog = (
         "Runs: known down, SCR_EXCLUDE_NODES, the resource manager's down nodes, then the "
@@ -50,7 +53,12 @@ def run(args: argparse.Namespace) -> int:
         log = ScrLog(job.prefix, job.require_job_id(), user=job.user())
         for n, reason in result.items():
             log.event("NODE_FAIL", note=f"{n}: {reason}", secs=args.secs)
-    if args.reason:
+    if args.json:
+        from ..jsonout import dump
+
+        dump("down-nodes", {"hostlist": fold(list(result)),
+                            "down": [{"node": n, "reason": r} for n, r in result.items()]})
+    elif args.reason:
         for n, reason in result.items():
             print(f"{n}: {reason}")
     else:

@@ -52,6 +52,8 @@ COMMANDS: dict[str, tuple[str, str, str | None]] = {
                  "copy cached datasets from the nodes to the prefix", "scr_scavenge"),
     "index": ("scr_core.cli.index_cmd", "list and edit the prefix's dataset index",
               "scr_index"),
+    "report": ("scr_core.cli.report_cmd",
+               "what happened to a job: runs, failures, checkpoints (text, JSON, HTML)", None),
     "submit": ("scr_core.cli.submit_cmd", "submit a batch script through the RM plugin", None),
     "jobs": ("scr_core.cli.jobs_cmd",
              "batch job status/cancel; list and clean the function-jobs database", None),

@@ -10,7 +10,10 @@ from ..engine.postrun import postrun
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-j", "--joblauncher", help="accepted for SCR compatibility")
+    parser.add_argument("-j", "--joblauncher",
+                        help="the job's launcher (srun, jsrun, ...): unless SCR_REMOTE_EXEC "
+                        "or settings say otherwise, the copy agents reach the nodes through "
+                        "its one-node launch, as SCR's scr_postrun -j did")
     parser.add_argument("-p", "--prefix", help="SCR prefix directory (default $SCR_PREFIX or .)")
     parser.add_argument("-v", "--verbose", action="store_true", help="say what is done")
     shown = parser.add_mutually_exclusive_group()
@@ -30,7 +33,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    job = JobEnv(prefix=args.prefix)
+    job = JobEnv(prefix=args.prefix, launcher_hint=args.joblauncher)
 
     def out(msg: str) -> None:
         if msg.startswith("postrun: "):

@@ -19,10 +19,10 @@ EXIT_ERROR = 2  # argparse usage errors use 2 as well; every other error keeps i
 FAST_OPTIONS = {
     "-p": ("prefix", str), "--prefix": ("prefix", str), "--down": ("down", str),
     "--min-nodes": ("min_nodes", int), "--runs": ("runs", int),
-    "-v": ("verbose", None), "--verbose": ("verbose", None),
+    "-v": ("verbose", None), "--verbose": ("verbose", None), "--json": ("json", None),
 }
 FAST_DEFAULTS = {"prefix": None, "down": None, "min_nodes": None, "runs": None,
-                 "verbose": False}
+                 "verbose": False, "json": False}
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +34,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-nodes", type=int, help="nodes needed (overrides SCR_MIN_NODES)")
     parser.add_argument("--runs", type=int, help="runs left; 0 means stop")
     parser.add_argument("-v", "--verbose", action="store_true", help="print the reason")
+    parser.add_argument("--json", action="store_true",
+                        help="print the decision and its reason as JSON, schema "
+                             "scr.should-exit/1 (docs/json-schemas.md); exit codes unchanged")
     parser.epilog = (
         "Exit codes, as SCR's: 0 = stop (a halt condition holds, no runs left, or too few "
         "healthy nodes), 1 = keep running. Errors never read as 'keep running': 2 usage, "
@@ -55,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
         down = list(list_down_nodes(job, tests=[]))
     runs_left = args.runs
     decision = should_exit(job, down=down, min_nodes=args.min_nodes, runs_left=runs_left)
-    if args.verbose:
+    if args.json:
+        from ..jsonout import dump
+
+        dump("should-exit", {"stop": decision.stop, "kind": decision.kind or None,
+                             "reason": decision.reason,
+                             "exit_code": EXIT_STOP if decision.stop else EXIT_CONTINUE})
+    elif args.verbose:
         print(("stop: " if decision.stop else "continue: ") + decision.reason)
     return EXIT_STOP if decision.stop else EXIT_CONTINUE

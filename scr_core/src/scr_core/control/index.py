@@ -57,7 +57,7 @@ from scr_core.control._common import int_keys, timestamp, write_tree
 from scr_core.control.dataset import DatasetDescriptor
 from scr_core.control.paths import PathLike, index_path
 from scr_core.errors import ControlFileError
-from scr_core.kvtree import KVTree, c_atoi
+from scr_core.kvtree import KVTree, c_atoi, gc_paused
 
 __all__ = ["INDEX_VERSION", "IndexEntry", "IndexFile"]
 
@@ -198,6 +198,11 @@ class IndexFile:
         return self.read_tree().value(KEY_CURRENT)
 
     def entries(self) -> list[IndexEntry]:
+        # the tree is read, decoded and freed with the collector paused (see gc_paused)
+        with gc_paused():
+            return self._entries()
+
+    def _entries(self) -> list[IndexEntry]:
         tree = self.read_tree()
         current = tree.value(KEY_CURRENT)
         datasets = tree.get(KEY_DSET) or KVTree()
@@ -234,6 +239,10 @@ class IndexFile:
         blanks, a space, ``  *`` or three blanks, a space, and the name (or
         ``UNKNOWN_NAME``).
         """
+        with gc_paused():
+            return self._format_list()
+
+    def _format_list(self) -> str:
         tree = self.read_tree()
         current = tree.value(KEY_CURRENT)
         datasets = tree.get(KEY_DSET)

@@ -270,7 +270,11 @@ class Runner:
                 self.out(f"run {attempt}" + ("" if runs is None else f" of {runs}") +
                          f" on {len(nodes) - len(keep_down)} node(s)" +
                          (f", excluding {','.join(keep_down)}" if keep_down else ""))
-                self.event("RUN_START", note=f"run={attempt}")
+                # the nodes the step may use, for `scr report`'s timeline (SCR logs only run=N)
+                from ..hostlist import fold
+
+                usable = fold([n for n in nodes if n not in keep_down])
+                self.event("RUN_START", note=f"run={attempt} nodes={usable}")
                 since = time.time()
                 step = self.launcher.launch(args, exclude=list(keep_down), env=env)
                 self.step = step

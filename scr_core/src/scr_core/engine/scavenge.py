@@ -544,18 +544,30 @@ def finish_dataset(prefix: str, dataset_id: int, ver: Verification, result: Scav
         except (OSError, subprocess.TimeoutExpired) as exc:
             result.node_problems["scr_index"] = f"could not run: {exc}"
         else:
-            if proc.returncode == 0:
-                result.complete = result.delegated = True
-                try:
-                    flush = FlushFile(prefix)
-                    if flush.has(dataset_id):
-                        flush.location_add(dataset_id, LOCATION_PFS)
-                except (OSError, ScrError) as exc:
-                    result.error = f"rebuilt, but the flush file was not updated: {exc}"
-                return
-            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
-            result.node_problems["scr_index"] = (f"--build exited {proc.returncode}: "
-                                                 + " | ".join(tail))
+            if proc.returncode != 0:
+                tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+                result.node_problems["scr_index"] = (f"--build exited {proc.returncode}: "
+                                                     + " | ".join(tail))
+            else:
+                # its exit code alone is no proof: what it rebuilt is verified like what the
+                # agents copied (every rank's filemap, every file's size, CRC when given)
+                rebuilt = verify_dataset(prefix, dataset_id)
+                if rebuilt.complete:
+                    result.ranks, result.missing_ranks = rebuilt.ranks, []
+                    result.problems = []
+                    result.files, result.bytes = rebuilt.nfiles, rebuilt.nbytes
+                    result.complete = result.delegated = True
+                    try:
+                        flush = FlushFile(prefix)
+                        if flush.has(dataset_id):
+                            flush.location_add(dataset_id, LOCATION_PFS)
+                    except (OSError, ScrError) as exc:
+                        result.error = f"rebuilt, but the flush file was not updated: {exc}"
+                    return
+                result.problems += rebuilt.problems
+                result.node_problems["scr_index"] = (
+                    "--build exited 0, but the dataset does not verify: missing or bad "
+                    f"ranks {_ranges(rebuilt.missing_ranks) or 'none'}")
     try:
         IndexFile(prefix).mark_incomplete(desc)
     except (OSError, ScrError) as exc:
