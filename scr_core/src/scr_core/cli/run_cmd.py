@@ -25,9 +25,9 @@ Parameters (environment or SCR config files): SCR_ENABLE (0: run the launcher on
 and return its exit code), SCR_RUNS (runs at most; -1 unlimited; default SCR_RETRIES+1, which
 defaults to 1), SCR_MIN_NODES, SCR_RUN_SETTLE_SECONDS (pause between runs, default 5; SCR
 used 60), SCR_HALT_SECONDS, SCR_EXCLUDE_NODES, SCR_NODE_TESTS, SCR_WATCHDOG,
-SCR_WATCHDOG_TIMEOUT[_PFS], SCR_LOG_ENABLE, SCR_PREFIX, SCR_RM_RETRIES,
-SCR_RM_RETRY_SECONDS. Exports SCR_END_TIME (epoch; 0
-unknown, -1 none) and SCR_RUN_ID to the step. With the local launcher and no allocation, a
+SCR_WATCHDOG_TIMEOUT[_PFS], SCR_LOG_ENABLE, SCR_PREFIX, SCR_RM_RETRIES (default 3),
+SCR_RM_RETRY_SECONDS (default 2). Exports SCR_END_TIME (epoch; 0 unknown, -1 none) and
+SCR_RUN_ID to the step. With the local launcher and no allocation, a
 virtual one is made for the duration (nodes from settings 'local.nodes' or -N).
 
 Exit codes:
