@@ -449,7 +449,7 @@ def test_interrupted_scavenge_rerun_completes_without_duplicates(alloc, prefix):
     data_dir = prefix / ds.name
     while time.monotonic() < deadline and proc.poll() is None:
         parts = []
-        for p in data_dir.rglob(".file_*.dat.scr_copy.part"):
+        for p in data_dir.rglob(".file_*.dat.scr_copy.*.part"):
             try:
                 if p.stat().st_size > 0:
                     parts.append(p)
@@ -464,7 +464,7 @@ def test_interrupted_scavenge_rerun_completes_without_duplicates(alloc, prefix):
     assert parts, "no partial copy was seen"
     first_done = sorted(str(p.relative_to(prefix)) for p in prefix.rglob("file_*.dat"))
     assert 0 < len(first_done) < 4
-    for p in prefix.rglob("*.scr_copy.part"):  # what a kill leaves: a partial temp file
+    for p in prefix.rglob(".*.scr_copy.*.part"):  # what a kill leaves: a partial temp file
         assert p.stat().st_size < size
 
     job = make_job(alloc, prefix)
@@ -517,13 +517,20 @@ def test_read_only_prefix_is_a_clear_failure(alloc, ro_mount):
 
 
 def test_read_only_data_directory_names_the_files(alloc, prefix, ro_mount):
-    # the dataset's directory in the prefix is a read-only mount; .scr stays writable
-    mnt, make_ro = ro_mount
-    (prefix / "ckpt.1").symlink_to(mnt)
-    ds = write_dataset(str(prefix), 1, local_storage(alloc.path), alloc.job_id, size=1000)
-    make_ro()
-    job = make_job(alloc, prefix)
-    res = scavenge_dataset(job, 1, NODES)
+    # the dataset's directory in the prefix is a read-only mount; .scr stays writable (a
+    # mount inside the prefix: a symlink leading out of it is never written through)
+    mnt, _make_ro = ro_mount
+    inner = prefix / "ckpt.1"
+    inner.mkdir()
+    subprocess.run(["mount", "--bind", str(mnt), str(inner)], check=True)
+    try:
+        ds = write_dataset(str(prefix), 1, local_storage(alloc.path), alloc.job_id,
+                           size=1000)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(inner)], check=True)
+        job = make_job(alloc, prefix)
+        res = scavenge_dataset(job, 1, NODES)
+    finally:
+        subprocess.run(["umount", "-l", str(inner)], capture_output=True)
     assert not res.complete
     assert res.missing_ranks == list(range(6))
     text = "\n".join(res.describe())

@@ -4,8 +4,8 @@
 
     python -m scr_core.copy_agent --id ID (--cntldir DIR | --jobid JOBID [--user USER])
         --prefix PREFIX [--buf BYTES] [--crc | --no-crc] [--sync fs|file|none]
-        [--pipeline auto|on|off] [--procs N] [--threads N] [--progress | --quiet]
-        [DOWN_NODE ...]
+        [--pipeline auto|on|off] [--procs N] [--threads N] [--timeout SECS]
+        [--progress | --quiet] [DOWN_NODE ...]
 
 For dataset ID it reads ``<cntldir>/cindex.scrinfo`` (the node's cache index) to find the
 dataset's cache directory, then for each ``<cachedir>/.scr/filemap_<rank>``:
@@ -13,17 +13,26 @@ dataset's cache directory, then for each ``<cachedir>/.scr/filemap_<rank>``:
 * copies the redundancy files (``reddesc*.er.*``) and each filemap, before that filemap's
   files, into ``<prefix>/.scr/scr.dataset.<id>/``, so the batch node learns which files
   to expect even if this agent dies half way;
-* checks every file: META ``COMPLETE`` is 1, the cache file's size equals META ``SIZE``;
-* copies it to its original place ``META PATH/NAME``, which must lie under the prefix,
+* checks every file: META ``COMPLETE`` is 1, the cache file's size equals META ``SIZE``,
+  the values META claims are possible (``control/limits.py``), the cache path lies in the
+  dataset's cache directory (resolved; absolute paths elsewhere and ``..`` that leave it
+  are refused) and is a regular file, opened without following a symlink and without
+  blocking (a FIFO or device in its place fails the file, never hangs);
+* copies it to its original place ``META PATH/NAME``, which must lie under the prefix
+  once resolved (a symlink in the prefix leading out of it is not written through),
   with ``--buf``-sized reads, computing CRC32 of exactly the bytes written and comparing
   it with META ``CRC`` when the filemap has one (``--crc``, the default);
-* writes to ``.<name>.scr_copy.part`` next to the destination, applies owner (when root),
-  mode and times from META, then renames: a destination is either absent, the old file, or
-  the complete new one;
+* writes to ``.<name>.scr_copy.<node>.<pid>.part`` next to the destination (``O_EXCL``:
+  a name no other copy shares, so a second scavenge cannot truncate it), applies the cache
+  file's owner (when root), META's permission bits (never set-user/group-ID) and times,
+  renames, then checks that the file in place is the one it wrote (device, inode, size,
+  mtime) and reports its inode: a destination is either absent, the old file, or a
+  complete new one, and the batch node trusts the agent's CRC only for that inode;
 * skips work already done, so an interrupted scavenge re-run completes without copying
   twice: a destination of the right size whose CRC equals the filemap's (or, without a
-  CRC, whose mtime equals the recorded one) is kept. A ``.part`` file left by a killed
-  agent is replaced.
+  CRC, whose mtime equals the recorded one) is kept. Part files left by killed agents are
+  removed by the batch node (:func:`scr_core.engine.scavenge.remove_parts`);
+* with ``--timeout`` ends itself (exit 1) after that many seconds.
 
 With ``--jobid`` the control directory is ``<SCR_CNTL_BASE>/<user>/scr.<jobid>`` as seen
 *on this node* (its environment and the prefix's config files), which is what libscr used
@@ -87,6 +96,7 @@ cp's ~0.5 s and wins only with both cores.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -101,6 +111,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
+from .control.limits import MAX_NSECS, MAX_RANKS, MAX_SECS, MAX_SIZE, meta_bounds_problem
 from .kvtree import c_atoi
 from .records import Record
 
@@ -118,7 +129,11 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-PART_SUFFIX = ".scr_copy.part"
+# a copy in progress: ".<name>.scr_copy.<node>.<pid>.part" next to its destination; the
+# name is this process's own, so no other copy of the same file (a second scavenge, a re-run
+# while a stopped agent lives) can truncate it or write into it
+PART_MARK = ".scr_copy."
+PART_SUFFIX = ".part"
 DEFAULT_BUF = 1024 * 1024
 # files of up to this many buffers go to the small-file threads; bigger ones to the
 # large-file thread (and its read/CRC/write pipeline when that is on)
@@ -152,9 +167,15 @@ def default_procs() -> int:
 
 
 _RETRY = object()  # _copy_whole: take the general path
-# A .part file: O_TRUNC, one left by a killed agent is started over, never appended to;
-# O_NOFOLLOW, a planted symlink is not followed.
-_PART_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+# A .part file: O_EXCL, a name of this process's own is never shared; O_NOFOLLOW, a planted
+# symlink is not followed.
+_PART_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# A source (cache file, filemap): never through a symlink, and O_NONBLOCK so a FIFO or
+# device in its place cannot block the open (it is refused by its fstat)
+_SRC_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | \
+    getattr(os, "O_NOCTTY", 0)
+# the permission bits a copy may get: never set-user/group-ID or sticky from a filemap
+_COPY_MODE_BITS = 0o777
 _FADV_SEQUENTIAL = getattr(os, "POSIX_FADV_SEQUENTIAL", None)
 _O_PATH = getattr(os, "O_PATH", 0)  # Linux: a directory handle that needs no read right
 
@@ -292,17 +313,63 @@ def _copy_pipelined(src_fd: int, dst_fd: int, bufsize: int, want_crc: bool) -> t
     return total, crc_box[0]
 
 
+def part_name(base: str, tag: str) -> str:
+    """The name of a copy of ``base`` in progress, for the process with ``tag``."""
+    return f".{base}{PART_MARK}{tag}{PART_SUFFIX}"
+
+
+def is_part_of(name: str, base: str) -> bool:
+    """Whether ``name`` is a copy of ``base`` in progress (of any process)."""
+    return name.startswith(f".{base}{PART_MARK}") and name.endswith(PART_SUFFIX)
+
+
+def open_regular(path: str, dir_fd: int | None = None) -> tuple[int, os.stat_result]:
+    """(descriptor, fstat) of a regular file opened for reading, never through a symlink
+    and never blocking: a FIFO, device or directory in its place raises OSError (EINVAL,
+    "not a regular file"), so no read can hang on one."""
+    fd = os.open(path, _SRC_FLAGS, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or directory)",
+                          path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def read_regular(path: str) -> bytes:
+    """The content of a regular file (see :func:`open_regular`)."""
+    fd, st = open_regular(path)
+    try:
+        parts = []
+        while True:
+            data = os.read(fd, max(st.st_size + 1, 65536))
+            if not data:
+                return b"".join(parts)
+            parts.append(data)
+    finally:
+        os.close(fd)
+
+
 def file_crc(path: str, bufsize: int = DEFAULT_BUF) -> tuple[int, int]:
-    """(size, crc32) of a file's content, read with a ``bufsize`` buffer."""
+    """(size, crc32) of a regular file's content, read with a ``bufsize`` buffer."""
+    size, crc, _st = file_crc_stat(path, bufsize)
+    return size, crc
+
+
+def file_crc_stat(path: str, bufsize: int = DEFAULT_BUF) -> tuple[int, int, os.stat_result]:
+    """(size, crc32, fstat) of a regular file: the stat is of the very file summed."""
     buf = bytearray(max(bufsize, 4096))
     view = memoryview(buf)
     crc = total = 0
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd, st = open_regular(path)
     try:
         while True:
             n = os.readv(fd, [view])
             if not n:
-                return total, crc
+                return total, crc, st
             crc = _crc32(view[:n], crc)
             total += n
     finally:
@@ -378,6 +445,23 @@ def _node_name() -> str:
     return os.environ.get("SCR_LOCAL_NODE") or os.uname().nodename  # = gethostname()
 
 
+def _check_placed(path: str, written: os.stat_result, dir_fd: int | None) -> int:
+    """The inode at ``path`` after the rename of a part file, if it is the file written
+    (device, inode, size, mtime as fstat saw them before the rename); else CopyError:
+    something else replaced it in between, and this agent does not vouch for that."""
+    st = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+    if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != \
+            (written.st_dev, written.st_ino, written.st_size, written.st_mtime_ns):
+        raise CopyError("the file in place after the rename is not the one copied (another "
+                        "copy replaced it); not vouched for")
+    return st.st_ino
+
+
+def _part_tag(node: str) -> str:
+    """This process's part-file tag: node and pid (a node name never holds '/')."""
+    return f"{node.replace('/', '_')}.{os.getpid()}"
+
+
 def _within(path: str, root: str) -> bool:
     try:
         return os.path.commonpath([path, root]) == root
@@ -390,25 +474,34 @@ def place_in_prefix(dst: str, prefix: str, real_prefix: str,
     """(path to write, path relative to the prefix) for a filemap destination, or None
     when it lies outside the prefix (a corrupt or hostile filemap must not write anywhere).
 
-    Inside means inside as written (symlinks below the prefix are the user's business), or
-    inside once resolved (the prefix was reached through another symlinked path).
+    Inside means that its directory, resolved, is inside the resolved prefix: a symlink in
+    the prefix that leads out of it is never written through (one ``realpath`` per
+    directory, remembered in ``real_dirs``). A path inside as written keeps its form (and
+    its path relative to the prefix); one that reaches the prefix through another symlinked
+    path is given by its resolved form.
     """
     # normpath changes only paths with "//", "/." (".", "..") or a trailing "/"
     norm = dst if "/." not in dst and "//" not in dst and dst[-1:] != "/" and \
         dst[:1] == "/" else os.path.normpath(dst)
-    head = prefix if prefix.endswith("/") else prefix + "/"
-    if norm.startswith(head) and len(norm) > len(head):  # the common case, no syscalls
-        return norm, norm[len(head):]
     parent = os.path.dirname(norm)
     real_dir = None if real_dirs is None else real_dirs.get(parent)
-    if real_dir is None:  # one realpath per directory, not per file
+    if real_dir is None:  # one realpath and check per directory, not per file
         real_dir = os.path.realpath(parent)
+        if not _within(real_dir, real_prefix):
+            real_dir = ""  # outside
         if real_dirs is not None:
             real_dirs[parent] = real_dir
-    if _within(real_dir, real_prefix):
-        real = os.path.join(real_dir, os.path.basename(norm))
-        return real, os.path.relpath(real, real_prefix)
-    return None
+    if not real_dir:
+        return None
+    head = prefix if prefix.endswith("/") else prefix + "/"
+    if norm.startswith(head) and len(norm) > len(head):  # the common case
+        rel = norm[len(head):]
+    else:
+        norm = os.path.join(real_dir, os.path.basename(norm))
+        rel = os.path.relpath(norm, real_prefix)
+    if rel == ".scr" or rel.startswith(".scr/"):  # SCR's own files: never a data file
+        return None
+    return norm, rel
 
 
 # --------------------------------------------------------------------------- filemaps
@@ -435,10 +528,18 @@ class FilemapError(CopyError):
     """A filemap is corrupt or truncated."""
 
 
+def _fits(count: int, pos: int, end: int) -> int:
+    """``count`` if that many elements can fit before ``end`` (each takes at least 5 bytes:
+    a NUL and a count), else FilemapError: a count read from a file is never trusted."""
+    if count * 5 > end - pos:
+        raise FilemapError(f"element count {count} exceeds the data left")
+    return count
+
+
 def _skip(buf: bytes, pos: int, end: int, count: int, depth: int = 0) -> int:
     if depth > 64:
         raise FilemapError("nested too deeply")
-    for _ in range(count):
+    for _ in range(_fits(count, pos, end)):
         nul = buf.index(b"\0", pos, end)
         (n,) = _U32(buf, nul + 1)
         pos = nul + 5
@@ -533,6 +634,7 @@ def _scan(buf: bytes, end: int, wanted: tuple[bytes, ...] | None = None,
     pos = 20
     (count,) = _U32(buf, pos)
     pos += 4
+    _fits(count, pos, end)
     out: list[tuple[str, RawMeta | None]] = []
     seen: set[bytes] = set()
     match = _PAIR.match
@@ -546,7 +648,7 @@ def _scan(buf: bytes, end: int, wanted: tuple[bytes, ...] | None = None,
         if key != b"FILE":
             pos = _skip(buf, pos, end, n)
             continue
-        for _ in range(n):
+        for _ in range(_fits(n, pos, end)):
             nul = find(b"\0", pos, end)
             fkey = buf[pos:nul]
             if fkey in seen:
@@ -555,10 +657,10 @@ def _scan(buf: bytes, end: int, wanted: tuple[bytes, ...] | None = None,
             (k,) = _U32(buf, nul + 1)
             pos = nul + 5
             meta: RawMeta | None = None
-            for _ in range(k):
+            for _ in range(_fits(k, pos, end)):
                 nul = find(b"\0", pos, end)
                 mkey = buf[pos:nul]
-                (mc,) = _U32(buf, nul + 1)
+                mc = _fits(_U32(buf, nul + 1)[0], nul + 5, end)
                 pos = nul + 5
                 if mkey != b"META" or meta is not None:
                     if mkey == b"META":
@@ -612,8 +714,7 @@ def scan_filemap_values(path: str, wanted: tuple[bytes, ...],
 
 
 def _scan_path(path: str, wanted: tuple[bytes, ...] | None) -> list[tuple[str, Any]]:
-    with open(path, "rb") as fh:
-        buf = fh.read()
+    buf = read_regular(path)
     end = _check_header(path, buf)
     if end is None:
         return []
@@ -625,7 +726,8 @@ def _scan_path(path: str, wanted: tuple[bytes, ...] | None) -> list[tuple[str, A
             return entries
         return [(src, None if meta is None else tuple(map(meta.get, wanted)))
                 for src, meta in entries]
-    except (ValueError, IndexError, struct.error, RecursionError) as exc:
+    except (FilemapError, ValueError, IndexError, struct.error, RecursionError,
+            OverflowError) as exc:
         raise FilemapError(f"{path}: corrupt filemap ({exc})") from exc
 
 
@@ -731,7 +833,7 @@ class CopyAgent:
         self._dirs: dict[str, bool] = {}
         self._dirs_lock = threading.Lock()
         self._local = threading.local()
-        self._real_dirs: dict[str, str] = {}
+        self._real_dirs: dict[str, str] = {}  # prefix dir -> resolved, "" if outside
         self._nums: dict[Any, int | None] = {}  # META value -> raw_int of it
         self._strs: dict[bytes, str] = {}  # META PATH -> decoded
         self._orphan_check = False  # a worker without PDEATHSIG checks its parent itself
@@ -742,6 +844,10 @@ class CopyAgent:
         os.umask(umask)
         self._umask = umask
         self.dset_dir = os.path.join(self.prefix, ".scr", f"scr.dataset.{dataset_id}")
+        self._part_tag = _part_tag(self.node)
+        # the dataset's cache directory: every source must lie in it (set by run())
+        self._cache_head = self._real_cache = ""
+        self._src_dirs_inside: dict[str, bool] = {}
         self.ranks: list[int] = []
         self.status = "ok"
         self.error: str | None = None
@@ -778,6 +884,15 @@ class CopyAgent:
         cachedir = record.value("PATH")
         if not cachedir:
             raise CopyError(f"{path}: dataset {self.dataset_id} has no PATH")
+        # libscr's cache directory of a dataset is <cache base>/.../scr.dataset.<id>
+        # (scr_cache_dir_get); anything else (say "/") would confine no source
+        cachedir = os.path.normpath(cachedir)
+        if not os.path.isabs(cachedir) or \
+                os.path.basename(cachedir) != f"scr.dataset.{self.dataset_id}":
+            raise CopyError(f"{path}: dataset {self.dataset_id} has PATH {cachedir!r}, not "
+                            f"an absolute .../scr.dataset.{self.dataset_id} directory")
+        self._cache_head = cachedir + "/"
+        self._real_cache = os.path.realpath(cachedir)
         return cachedir
 
     def metadata_names(self, cachedir: str) -> tuple[list[tuple[int, str]], list[str]]:
@@ -833,13 +948,28 @@ class CopyAgent:
         mode = nums[mode_v] if mode_v in nums else num(mode_v)
         uid = nums[uid_v] if uid_v in nums else num(uid_v)
         gid = nums[gid_v] if gid_v in nums else num(gid_v)
+        ansec, mnsec = _raw_number(ansec_v), _raw_number(mnsec_v)
+        bounds = None
+        if (size or 0) > MAX_SIZE or (meta_rank or 0) >= MAX_RANKS or \
+                (atime or 0) > MAX_SECS or (mtime or 0) > MAX_SECS or \
+                (ansec or 0) > MAX_NSECS or (mnsec or 0) > MAX_NSECS:
+            bounds = meta_bounds_problem(size, rank=meta_rank, secs=(atime, mtime),
+                                         nsecs=(ansec, mnsec))
+            size, atime, mtime = 0, None, None  # never used: the file fails
         task = FileTask(
-            rank if meta_rank is None else meta_rank, src, dst, "", size or 0,
+            rank if meta_rank is None or bounds else meta_rank, src, dst, "", size or 0,
             None if crc is None else crc & 0xFFFFFFFF, mode, uid, gid,
-            None if atime is None else atime * 10**9 + (_raw_number(ansec_v) or 0),
-            None if mtime is None else mtime * 10**9 + (_raw_number(mnsec_v) or 0),
+            None if atime is None else atime * 10**9 + (ansec or 0),
+            None if mtime is None else mtime * 10**9 + (mnsec or 0),
         )
-        if not dst or dst[0] != "/":
+        if bounds:
+            task.problem = bounds
+        elif not self._confined(task) and \
+                os.path.normpath(task.src) != os.path.normpath(dst or "."):
+            # (a bypass dataset's file is listed at its place in the prefix: verified there)
+            task.problem = (f"cache path {src!r} is not inside the dataset's cache directory "
+                            f"{self._cache_head[:-1]} (corrupt filemap)")
+        elif not dst or dst[0] != "/":
             task.problem = f"META PATH/NAME {dst!r} is not an absolute path"
         elif size is None:
             task.problem = "META has no SIZE"
@@ -848,10 +978,30 @@ class CopyAgent:
         else:
             placed = place_in_prefix(dst, self.prefix, self.real_prefix, self._real_dirs)
             if placed is None:
-                task.problem = f"destination {dst} is outside the prefix {self.prefix}"
+                task.problem = (f"destination {dst} is outside the prefix {self.prefix}, in "
+                                "its .scr directory, or reached through a symlink that "
+                                "leads out of it")
             else:
                 task.dst, task.rel = placed
         return task
+
+    def _confined(self, task: FileTask) -> bool:
+        """Whether the task's source lies in the dataset's cache directory, as written and
+        once its directory is resolved (a symlinked directory must not lead out of it); a
+        path with "." or ".." components is replaced by its normal form first, so what is
+        checked is what is opened. The file itself is opened with O_NOFOLLOW."""
+        src = task.src
+        if "/." in src or "//" in src:
+            src = task.src = os.path.normpath(src) if src[:1] == "/" else src
+        head = self._cache_head
+        if not head or not src.startswith(head) or len(src) == len(head):
+            return False
+        parent = src[:src.rfind("/")]
+        inside = self._src_dirs_inside.get(parent)
+        if inside is None:  # one realpath and check per directory, not per file
+            inside = self._src_dirs_inside[parent] = \
+                _within(os.path.realpath(parent), self._real_cache)
+        return inside
 
     # -- copying ----------------------------------------------------------------------------
     def _buffer(self) -> bytearray:
@@ -879,19 +1029,22 @@ class CopyAgent:
                 self._dirs[path] = fresh
         return fresh
 
-    def _already_there(self, task: FileTask, st: os.stat_result | None) -> bool:
-        """True when the destination already holds this file (a re-run after a kill)."""
+    def _already_there(self, task: FileTask, st: os.stat_result | None) -> int | None:
+        """The destination's inode when it already holds this file (a re-run after a
+        kill), else None."""
         if st is None or not stat.S_ISREG(st.st_mode) or st.st_size != task.size:
-            return False
+            return None
         if task.expected_crc is not None:
-            # a content check is cheaper than a copy: one read instead of read + write
-            return file_crc(task.dst, self.bufsize) == (task.size, task.expected_crc)
+            # a content check is cheaper than a copy: one read instead of read + write;
+            # the inode reported is that of the file summed
+            size, crc, summed = file_crc_stat(task.dst, self.bufsize)
+            return summed.st_ino if (size, crc) == (task.size, task.expected_crc) else None
         if task.mtime_ns is not None:
-            return st.st_mtime_ns == task.mtime_ns
+            return st.st_ino if st.st_mtime_ns == task.mtime_ns else None
         try:
-            return st.st_mtime_ns == os.stat(task.src).st_mtime_ns
+            return st.st_ino if st.st_mtime_ns == os.stat(task.src).st_mtime_ns else None
         except OSError:
-            return False
+            return None
 
     def copy_one(self, task: FileTask) -> None:
         start = time.monotonic()
@@ -904,34 +1057,37 @@ class CopyAgent:
             if fresh is None:
                 fresh = self._ensure_dir(dst_dir)
             if fresh:  # created by this run: nothing of ours can be there yet
-                status, crc = "copied", self._copy(task)
+                status, (crc, ino) = "copied", self._copy(task)
             else:
                 dst_st: os.stat_result | None = None
                 try:
                     dst_st = os.lstat(task.dst)
                 except FileNotFoundError:
                     pass
+                present = None
                 if dst_st is not None and self._same_file(task, dst_st):
                     # bypass: the file was written straight to the prefix; verify only
-                    status, crc = "present", self._verify_in_place(task)
-                elif self._already_there(task, dst_st):
-                    status, crc = "present", task.expected_crc
+                    status, (crc, ino) = "present", self._verify_in_place(task)
+                elif (present := self._already_there(task, dst_st)) is not None:
+                    status, crc, ino = "present", task.expected_crc, present
                     self._fix_mode(task)
                 else:
-                    status, crc = "copied", self._copy(task)
+                    status, (crc, ino) = "copied", self._copy(task)
         except (CopyError, OSError) as exc:
             text = str(exc) if isinstance(exc, CopyError) else \
                 f"{exc.strerror or exc} ({getattr(exc, 'filename', None) or task.dst})"
             self._failed(task, text, time.monotonic() - start)
             return
         # the record of every file is one JSON line; formatted by hand because json.dumps
-        # of a dict per file was a tenth of the time of copying a small file
+        # of a dict per file was a tenth of the time of copying a small file. "ino" is the
+        # inode of the file the agent summed or wrote and saw in place after its rename: the
+        # batch node takes the CRC as vouched only for that very file.
         crc_s = "null" if crc is None else f'"{crc_text(crc)}"'
         expected = "" if task.expected_crc is None else \
             f',"crc_expected":{crc_s}' if crc == task.expected_crc else \
             f',"crc_expected":"{crc_text(task.expected_crc)}"'
         line = (f'{{"event":"file","rank":{task.rank},"path":{_json_str(task.rel)},'
-                f'"size":{task.size},"status":"{status}","crc":{crc_s},'
+                f'"size":{task.size},"status":"{status}","crc":{crc_s},"ino":{ino},'
                 f'"secs":{time.monotonic() - start:.6f}{expected}}}\n')
         s = self.stats
         with s.lock:
@@ -969,41 +1125,46 @@ class CopyAgent:
             return False
         return (dst_st.st_dev, dst_st.st_ino) == (src_st.st_dev, src_st.st_ino)
 
-    def _verify_in_place(self, task: FileTask) -> int | None:
-        size, crc = file_crc(task.dst, self.bufsize)
+    def _verify_in_place(self, task: FileTask) -> tuple[int | None, int]:
+        """(CRC or None, inode) of a file written straight to the prefix."""
+        size, crc, st = file_crc_stat(task.dst, self.bufsize)
         if size != task.size:
             raise CopyError(f"file has {size} bytes, filemap SIZE says {task.size}")
         _check_crc(task, crc, "file")
-        return crc if self.crc else None
+        return (crc if self.crc else None), st.st_ino
 
     def _fix_mode(self, task: FileTask) -> None:
         if task.mode is not None:
-            want = stat.S_IMODE(task.mode)
-            if stat.S_IMODE(os.stat(task.dst).st_mode) != want:
+            want = task.mode & _COPY_MODE_BITS
+            st = os.lstat(task.dst)
+            if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != want:
                 os.chmod(task.dst, want)
 
-    def _copy(self, task: FileTask) -> int | None:
-        dst = task.dst
+    def _part(self, dst: str) -> str:
         cut = dst.rfind("/") + 1
-        part = f"{dst[:cut]}.{dst[cut:]}{PART_SUFFIX}"
+        return dst[:cut] + part_name(dst[cut:], self._part_tag)
+
+    def _copy(self, task: FileTask) -> tuple[int | None, int]:
+        """Copy one file through a part file of this process's own; (CRC or None, inode
+        of the file in place)."""
+        part = self._part(task.dst)
         if task.size <= self.bufsize and task.mode is not None and \
                 task.atime_ns is not None and task.mtime_ns is not None:
-            crc = self._copy_whole(task, part)
-            if crc is not _RETRY:
-                return crc  # type: ignore[return-value]
+            done = self._copy_whole(task, part)
+            if done is not _RETRY:
+                return done  # type: ignore[return-value]
         try:
-            src_fd = os.open(task.src, os.O_RDONLY | os.O_CLOEXEC)
+            src_fd, src_st = open_regular(task.src)
         except OSError as exc:
             raise CopyError(f"cache file unreadable: {exc.strerror}") from exc
+        created = False
         try:
-            src_st = os.fstat(src_fd)
-            if not stat.S_ISREG(src_st.st_mode):
-                raise CopyError("cache file is not a regular file")
             if src_st.st_size != task.size:
                 raise CopyError(f"cache file has {src_st.st_size} bytes, filemap SIZE "
                                 f"says {task.size}")
-            mode = stat.S_IMODE(task.mode if task.mode is not None else src_st.st_mode)
-            dst_fd = os.open(part, _PART_FLAGS, mode)
+            mode = (task.mode if task.mode is not None else src_st.st_mode) & _COPY_MODE_BITS
+            dst_fd = self._create_part(part, mode)
+            created = True
             try:
                 if task.size <= self.bufsize:
                     total, crc = _copy_small(src_fd, dst_fd, task.size, self.crc)
@@ -1025,38 +1186,56 @@ class CopyAgent:
                 self._apply_meta(dst_fd, task, src_st, mode)
                 if self.sync == "file":
                     os.fsync(dst_fd)
+                written = os.fstat(dst_fd)
             finally:
                 os.close(dst_fd)
             os.rename(part, task.dst)
+            created = False
+            ino = _check_placed(task.dst, written, None)
         except BaseException:
-            try:
-                os.unlink(part)
-            except OSError:
-                pass
+            if created:
+                try:
+                    os.unlink(part)
+                except OSError:
+                    pass
             raise
         finally:
             os.close(src_fd)
-        return crc if self.crc else None
+        return (crc if self.crc else None), ino
+
+    @staticmethod
+    def _create_part(part: str, mode: int, dir_fd: int | None = None) -> int:
+        """Open a new part file (O_EXCL). One of this very name can only be left by a dead
+        process that had this pid on this node: it is replaced."""
+        try:
+            return os.open(part, _PART_FLAGS, mode, dir_fd=dir_fd)
+        except FileExistsError:
+            os.unlink(part, dir_fd=dir_fd)
+            return os.open(part, _PART_FLAGS, mode, dir_fd=dir_fd)
 
     def _copy_whole(self, task: FileTask, part: str) -> Any:
         """A small file whose META gives mode and times, the common case: one read of
-        size + 1 bytes (which proves the size) and no ``fstat``; CRC checked before the
-        ``.part`` file is created. Anything unexpected (a size other than the filemap's, a
-        read error, not a regular file) returns ``_RETRY``: :meth:`_copy`'s general path
-        then tells what is wrong, with the messages it always gave.
+        size + 1 bytes (which proves the size); CRC checked before the part file is
+        created. Anything unexpected (a size other than the filemap's, a read error)
+        returns ``_RETRY``: :meth:`_copy`'s general path then tells what is wrong, with the
+        messages it always gave.
 
         In a worker process the source and destination directories are opened once
         (``O_PATH``) and files are opened and renamed relative to them, which saves the
         kernel three walks of long paths per file (~3 us here)."""
         dirfds = self._dirfds
         src_dir_fd = dst_dir_fd = None
-        src_name, dst_name, part_name = task.src, task.dst, part
+        src_name, dst_name, part_name_ = task.src, task.dst, part
         try:
             if dirfds is not None:
                 cut = task.src.rfind("/")
                 src_dir_fd = self._dir_fd(task.src[:cut] or "/")
                 src_name = task.src[cut + 1:]
-            src_fd = os.open(src_name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=src_dir_fd)
+            if self._euid == 0:  # the cache file's owner is the copy's
+                src_fd, src_st = open_regular(src_name, dir_fd=src_dir_fd)
+            else:  # no fstat: a FIFO (O_NONBLOCK) reads short and takes the general path,
+                # which refuses it; only root can make a device node
+                src_fd, src_st = os.open(src_name, _SRC_FLAGS, dir_fd=src_dir_fd), None
         except OSError as exc:
             raise CopyError(f"cache file unreadable: {exc.strerror}") from exc
         try:
@@ -1070,35 +1249,40 @@ class CopyAgent:
         crc = _crc32(data) if self.crc else 0
         if self.crc:
             _check_crc(task, crc, "cache file")
-        mode = stat.S_IMODE(task.mode)  # type: ignore[arg-type]
+        mode = task.mode & _COPY_MODE_BITS  # type: ignore[operator]
         try:
             if dirfds is not None:
                 cut = task.dst.rfind("/")
                 dst_dir_fd = self._dir_fd(task.dst[:cut] or "/")
                 dst_name = task.dst[cut + 1:]
-                part_name = part[cut + 1:]
-            dst_fd = os.open(part_name, _PART_FLAGS, mode, dir_fd=dst_dir_fd)
+                part_name_ = part[cut + 1:]
+            dst_fd = self._create_part(part_name_, mode, dst_dir_fd)
         except OSError as exc:  # named by its full path, as on the general path
             raise OSError(exc.errno, exc.strerror, part) from exc
+        created = True
         try:
             try:
                 _write_bytes(dst_fd, data)
-                self._apply_meta(dst_fd, task, None, mode)
+                self._apply_meta(dst_fd, task, src_st, mode)
                 if self.sync == "file":
                     os.fsync(dst_fd)
+                written = os.fstat(dst_fd)
             finally:
                 os.close(dst_fd)
             try:
-                os.rename(part_name, dst_name, src_dir_fd=dst_dir_fd, dst_dir_fd=dst_dir_fd)
+                os.rename(part_name_, dst_name, src_dir_fd=dst_dir_fd, dst_dir_fd=dst_dir_fd)
             except OSError as exc:
                 raise OSError(exc.errno, exc.strerror, part) from exc
+            created = False
+            ino = _check_placed(dst_name, written, dst_dir_fd)
         except BaseException:
-            try:
-                os.unlink(part_name, dir_fd=dst_dir_fd)
-            except OSError:
-                pass
+            if created:
+                try:
+                    os.unlink(part_name_, dir_fd=dst_dir_fd)
+                except OSError:
+                    pass
             raise
-        return crc if self.crc else None
+        return (crc if self.crc else None), ino
 
     def _dir_fd(self, path: str) -> int:
         """An ``O_PATH`` descriptor of a directory, kept (at most 256, then all closed)."""
@@ -1116,16 +1300,18 @@ class CopyAgent:
     def _apply_meta(self, fd: int, task: FileTask, src_st: os.stat_result | None,
                     mode: int) -> None:
         # as scr_meta_apply_stat: owner (only root may), then mode (chown clears set-id
-        # bits), then times last so nothing after them touches mtime
+        # bits), then times last so nothing after them touches mtime. The owner is the
+        # cache file's, never META UID/GID: a filemap must not make root give a copy to
+        # someone else (say UID 0 with mode 04755); set-id bits are never copied.
         chowned = False
-        if self._euid == 0 and task.uid is not None and task.gid is not None and \
-                (task.uid, task.gid) != (self._euid, self._egid):
+        if self._euid == 0 and src_st is not None and \
+                (src_st.st_uid, src_st.st_gid) != (self._euid, self._egid):
             try:
-                os.fchown(fd, task.uid, task.gid)
+                os.fchown(fd, src_st.st_uid, src_st.st_gid)
                 chowned = True
             except OSError:
                 pass
-        if chowned or mode & self._umask or mode & ~0o777:
+        if chowned or mode & self._umask:
             os.fchmod(fd, mode)  # open() already gave mode & ~umask
         atime = task.atime_ns if task.atime_ns is not None else \
             src_st.st_atime_ns  # type: ignore[union-attr]
@@ -1137,22 +1323,28 @@ class CopyAgent:
         """Copy a filemap or redundancy file into the prefix's dataset directory."""
         src = os.path.join(cachedir, ".scr", name)
         dst = os.path.join(self.dset_dir, name)
-        part = os.path.join(self.dset_dir, f".{name}{PART_SUFFIX}")
+        part = os.path.join(self.dset_dir, part_name(name, self._part_tag))
+        created = False
         try:
-            with open(src, "rb") as fh:
-                data = fh.read()
+            data = read_regular(src)
             try:
-                with open(dst, "rb") as fh:
-                    if fh.read() == data:
-                        self.emit({"event": "meta", "name": name, "status": "present"})
-                        return True
+                if read_regular(dst) == data:
+                    self.emit({"event": "meta", "name": name, "status": "present"})
+                    return True
             except FileNotFoundError:
                 pass
-            with open(part, "wb") as fh:
-                fh.write(data)
+            except OSError:
+                pass  # not a regular file, say: replaced by the rename below
+            fd = self._create_part(part, 0o666 & _COPY_MODE_BITS)
+            created = True
+            try:
+                _write_bytes(fd, data)
                 if self.sync == "file":
-                    os.fsync(fh.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             os.rename(part, dst)
+            created = False
         except OSError as exc:
             text = f"{exc.strerror or exc} ({getattr(exc, 'filename', None) or dst})"
             self.emit({"event": "meta", "name": name, "status": "failed", "error": text})
@@ -1161,10 +1353,11 @@ class CopyAgent:
                 self.stats.failed += 1
                 self.stats.failures.append({"rank": None, "path": f".scr/scr.dataset."
                                             f"{self.dataset_id}/{name}", "error": text})
-            try:
-                os.unlink(part)
-            except OSError:
-                pass
+            if created:
+                try:
+                    os.unlink(part)
+                except OSError:
+                    pass
             return False
         self.emit({"event": "meta", "name": name, "status": "copied", "size": len(data)})
         return True
@@ -1417,6 +1610,7 @@ class CopyAgent:
                      wfd: int, parent: int) -> None:
         """In a forked worker: copy the files of ``share``, reporting through ``wfd``."""
         self.stats = Stats()
+        self._part_tag = _part_tag(self.node)  # this process's own part files
         self._out_lock = threading.Lock()
         self._dirs_lock = threading.Lock()
         if _O_PATH and os.open in os.supports_dir_fd and os.rename in os.supports_dir_fd:
@@ -1665,6 +1859,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--procs", type=int, default=0,
                    help="worker processes, each copying a share of the files (default: one "
                         f"per usable CPU, at most {MAX_AUTO_PROCS}; 1: copy in this process)")
+    p.add_argument("--timeout", type=int, default=0,
+                   help="end with exit code 1 after this many seconds (default: no limit)")
     p.add_argument("--threads", type=int, default=0,
                    help="with --procs 1: threads for small files (default: CPUs + 1, at "
                         "most 4)")
@@ -1681,7 +1877,7 @@ def build_parser() -> argparse.ArgumentParser:
 _VALUE_OPTS = {"-i": "id", "--id": "id", "-c": "cntldir", "--cntldir": "cntldir",
                "--jobid": "jobid", "--user": "user", "-d": "prefix", "--prefix": "prefix",
                "-b": "buf", "--buf": "buf", "--sync": "sync", "--pipeline": "pipeline",
-               "--procs": "procs", "--threads": "threads"}
+               "--procs": "procs", "--threads": "threads", "--timeout": "timeout"}
 _FLAG_OPTS = {"-r": ("crc", True), "--crc": ("crc", True), "--no-crc": ("crc", False),
               "--progress": ("progress", True), "-q": ("progress", False),
               "--quiet": ("progress", False)}
@@ -1696,7 +1892,7 @@ def fast_args(argv: Sequence[str]) -> Any:
 
     ns: dict[str, Any] = dict(id=None, cntldir=None, jobid=None, user=None, prefix=None,
                               buf=str(DEFAULT_BUF), crc=True, sync="fs", pipeline="auto",
-                              procs=0, threads=0, progress=None, down=[])
+                              procs=0, threads=0, timeout=0, progress=None, down=[])
     seen: set[str] = set()
     i = 0
     while i < len(argv):
@@ -1721,7 +1917,7 @@ def fast_args(argv: Sequence[str]) -> Any:
                 return None  # argparse decides whether "-x" is a value or an option
             value = argv[i]
             i += 1
-        if key in ("id", "procs", "threads"):
+        if key in ("id", "procs", "threads", "timeout"):
             try:
                 ns[key] = int(value)
             except ValueError:
@@ -1772,6 +1968,8 @@ def main(argv: Optional[Sequence[str]] = None,
         p.error("--threads must not be negative")
     if args.procs < 0:
         p.error("--procs must not be negative")
+    if args.timeout < 0:
+        p.error("--timeout must not be negative")
     prefix = os.path.abspath(args.prefix)
     node = _node_name()
     if node in down or node.split(".")[0] in down:
@@ -1786,6 +1984,8 @@ def main(argv: Optional[Sequence[str]] = None,
         except Exception as exc:  # config errors on this node
             err.write(f"scr_copy: {node}: cannot tell the control directory: {exc}\n")
             return EXIT_FAILED
+    if args.timeout:
+        _end_after(args.timeout, node, err)
     progress = args.progress
     if progress is None:
         progress = err.isatty()
@@ -1794,6 +1994,21 @@ def main(argv: Optional[Sequence[str]] = None,
                       progress=progress, node=node, pipeline=args.pipeline,
                       procs=args.procs)
     return agent.run()
+
+
+def _end_after(seconds: int, node: str, err: TextIO) -> None:
+    """Exit 1 after ``seconds`` whatever the agent is doing (a read that hangs on a dead
+    file system): its workers die with it, its part files are removed by the next
+    scavenge, and the batch node reports the node."""
+    def expired(_signum: int, _frame: Any) -> None:
+        try:
+            err.write(f"scr_copy: {node}: timed out after {seconds} s\n")
+            err.flush()
+        finally:
+            os._exit(EXIT_FAILED)
+
+    signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
 
 
 def run_cli(main_fn: Callable[[], int] = main) -> None:

@@ -694,7 +694,10 @@ def read(path: str | os.PathLike[str]) -> KVTree:
     """
     name = os.fspath(path)
     try:
-        fd = os.open(name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO in place of a control file must not block the open forever
+        # (its pread then fails: "Illegal seek"); regular files ignore the flag
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+                     | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise
     except OSError as exc:

@@ -42,8 +42,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "the dataset is complete and no fetch of it failed; * marks CURRENT. --json lists "
         "every dataset (outputs too) with its flags, times and size.\n"
         "Exit codes: 0 ok, 1 failed (no index, unknown NAME, not a checkpoint, name taken, "
-        "or --build found the dataset incomplete: the missing ranks and files are named), "
-        "2 usage, 6 corrupt index or summary file.")
+        "or --build found the dataset incomplete: the missing ranks and files are named, "
+        "or a scavenge of it is running), "
+        "2 usage, 6 corrupt index, summary or filemap (a filemap claiming impossible "
+        "values, e.g. RANKS beyond 2^24, is corrupt).")
 
 
 def _err(msg: str) -> None:
@@ -88,29 +90,37 @@ def run(args: argparse.Namespace) -> int:
 
 def _build(job: JobEnv, dataset_id: int) -> int:
     from ..engine.scavenge import (
+        DatasetBusy,
         ScavengeResult,
         buf_size,
         crc_on,
+        dataset_lock,
         find_scr_index,
         finish_dataset,
         verify_dataset,
     )
+    from ..errors import EXIT_DATA
 
     if dataset_id <= 0:
         _err(f"dataset ids are positive, not {dataset_id}")
         return 2
-    ver = verify_dataset(job.prefix, dataset_id, None, crc=crc_on(job),
-                         bufsize=buf_size(job))
     result = ScavengeResult(dataset_id=dataset_id)
-    finish_dataset(job.prefix, dataset_id, ver, result, scr_index=find_scr_index(job),
-                   out=_err)
+    try:
+        with dataset_lock(job.prefix, dataset_id, _err):  # not while a scavenge runs
+            ver = verify_dataset(job.prefix, dataset_id, None, crc=crc_on(job),
+                                 bufsize=buf_size(job))
+            finish_dataset(job.prefix, dataset_id, ver, result,
+                           scr_index=find_scr_index(job), out=_err)
+    except DatasetBusy as exc:
+        _err(f"dataset {dataset_id}: {exc}")
+        return 1
     lines = result.describe()
     if result.complete:
         print(f"scr index: {lines[0]}")
         return 0
     for line in lines:
         _err(line)
-    return 1
+    return EXIT_DATA if result.corrupt else 1
 
 
 def _add(job: JobEnv, index: IndexFile, name: str) -> int:

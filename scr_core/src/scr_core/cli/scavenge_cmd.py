@@ -34,13 +34,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                        help="no progress line")
     parser.epilog = (
         "Parameters: SCR_FILE_BUF_SIZE, SCR_CRC_ON_FLUSH (0: no CRC), SCR_AGENT_PYTHON, "
-        "SCR_SCAVENGE_TIMEOUT, SCR_SCAVENGE_SYNC (fs|file|none). Per-node outputs are kept "
+        "SCR_SCAVENGE_TIMEOUT (per node; default the allocation's remaining time, else 24 h; "
+        "0 none), SCR_SCAVENGE_SYNC (fs|file|none). Per-node outputs are kept "
         "in <prefix>/.scr/scr.dataset.<id>/scavenge.o<jobid> and .e<jobid>.\n"
+        "A dataset is marked complete only when every rank's files are verified in place; "
+        "one scavenge of a dataset at a time (lock <prefix>/.scr/scr.dataset.<id>/"
+        "scavenge.lock).\n"
         "Exit codes: 0 every dataset saved and verified, 1 a dataset was not saved (stderr "
         "names it, its missing ranks, the files and nodes at fault; it is marked incomplete "
-        "in the index), 2 usage, 3 configuration, 4 plugins, 5 not in an allocation or RM "
-        "failure, 6 corrupt control file, 128+N stopped by signal N (SIGHUP, SIGINT, SIGTERM: "
-        "the copy agents are stopped, nothing they were copying is marked complete).")
+        "in the index; or another scavenge of it is running: then it is left to that one), "
+        "2 usage, 3 configuration, 4 plugins, 5 not in an allocation or RM "
+        "failure, 6 corrupt control file (also when a dataset was not saved because one of "
+        "its filemaps is corrupt or claims impossible values: the file is named), 128+N "
+        "stopped by signal N (SIGHUP, SIGINT, SIGTERM: the copy agents are stopped, nothing "
+        "they were copying is marked complete).")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _scavenge(args: argparse.Namespace) -> int:
     from ..engine.scavenge import pick_nodes, scavenge_dataset
-    from ..errors import UsageError
+    from ..errors import EXIT_DATA, UsageError
     from ..hostlist import expand
 
     job = JobEnv(prefix=args.prefix)
@@ -74,6 +81,7 @@ def _scavenge(args: argparse.Namespace) -> int:
     progress = sys.stderr.write if show else None
     up, bad = pick_nodes(job, nodes, down=down, out=err if args.verbose else None)
     failed = []
+    corrupt = False
     for dataset_id in args.ids:
         res = scavenge_dataset(job, dataset_id, up, down=bad, out=err if args.verbose else None,
                                log=log, cntldir=args.cntldir, progress=progress)
@@ -82,6 +90,7 @@ def _scavenge(args: argparse.Namespace) -> int:
             print(f"scr scavenge: {lines[0]}")
         else:
             failed.append(dataset_id)
+            corrupt = corrupt or res.corrupt
             for line in lines:
                 err(line)
-    return 1 if failed else 0
+    return EXIT_DATA if corrupt else 1 if failed else 0

@@ -9,7 +9,9 @@ import time
 from scr_core import kvtree
 from scr_core.kvtree import KVTree
 
-_CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]*)", re.ASCII)
+# what C's %d writes: no "-0", no leading zeros (a "-0" key was read as 0 and then looked
+# up as "0": KeyError in every reader)
+_CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*", re.ASCII)
 
 
 def read_or_empty(path: str | os.PathLike[str]) -> tuple[KVTree, bool]:

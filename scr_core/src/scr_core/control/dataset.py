@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scr_core.control.limits import MAX_SIZE
 from scr_core.errors import ControlFileError
 from scr_core.kvtree import KVTree
 
@@ -111,6 +112,12 @@ class DatasetDescriptor:
         ident = tree.get_int(KEY_ID)
         if ident is None:
             raise ControlFileError(f"{where}: dataset descriptor has no {KEY_ID}")
+        files, size = tree.get_int(KEY_FILES), tree.get_bytecount(KEY_SIZE)
+        # what a descriptor may claim: FILES is a C int count, SIZE an off_t
+        if files is not None and not 0 <= files < 1 << 31:
+            raise ControlFileError(f"{where}: {KEY_FILES} {files} is not a file count")
+        if size is not None and size > MAX_SIZE:
+            raise ControlFileError(f"{where}: {KEY_SIZE} {size} is beyond any dataset size")
         return cls(
             id=ident,
             name=tree.value(KEY_NAME),
@@ -119,8 +126,8 @@ class DatasetDescriptor:
             jobid=tree.value(KEY_JOBID),
             cluster=tree.value(KEY_CLUSTER),
             ckpt=tree.get_int(KEY_CKPT),
-            size=tree.get_bytecount(KEY_SIZE),
-            files=tree.get_int(KEY_FILES),
+            size=size,
+            files=files,
             created=tree.get_int64(KEY_CREATED),
             complete=_flag(tree.get_int(KEY_COMPLETE)),
             flag_ckpt=_flag(tree.get_int(KEY_FLAG_CKPT)),

@@ -24,7 +24,9 @@ Public API
 ``Filemap(files={cache path: FileMeta | None}, dataset=None)``
     *files* keeps file order; a file without META maps to None.
 ``read_filemap(path) -> Filemap``
-    ``FileNotFoundError`` if missing, ``ControlFileError`` if corrupt.
+    ``FileNotFoundError`` if missing, ``ControlFileError`` if corrupt, including META
+    values no real filemap holds (``control.limits.meta_bounds_problem``: RANKS beyond 2^24,
+    a SIZE beyond an off_t, ...).
 ``write_filemap(path, filemap) -> None``
     Atomic. Each file is added with ``kvtree_set_kv``; META and DSETDESC are copied with
     ``kvtree_merge``, as libscr does.
@@ -38,7 +40,9 @@ from dataclasses import dataclass, field, fields
 from scr_core import kvtree
 from scr_core.control._common import write_tree
 from scr_core.control.dataset import DatasetDescriptor
+from scr_core.control.limits import meta_bounds_problem
 from scr_core.control.paths import PathLike
+from scr_core.errors import ControlFileError
 from scr_core.kvtree import KVTree
 
 __all__ = ["FileMeta", "Filemap", "read_filemap", "write_filemap"]
@@ -150,7 +154,15 @@ def read_filemap(path: PathLike) -> Filemap:
     files = tree.get(KEY_FILE)
     for name, sub in [] if files is None else files.items():
         meta = sub.get(KEY_META)
-        result.files[name] = None if meta is None else FileMeta.from_tree(meta)
+        info = None if meta is None else FileMeta.from_tree(meta)
+        if info is not None:
+            problem = meta_bounds_problem(
+                info.size, info.ranks, info.rank,
+                secs=(info.atime_secs, info.ctime_secs, info.mtime_secs),
+                nsecs=(info.atime_nsecs, info.ctime_nsecs, info.mtime_nsecs))
+            if problem:
+                raise ControlFileError(f"{os.fspath(path)}: FILE {name}: {problem}")
+        result.files[name] = info
     desc = tree.get(KEY_DSETDESC)
     if desc is not None:
         result.dataset = DatasetDescriptor.from_tree(desc, f"{os.fspath(path)}: DSETDESC")

@@ -48,6 +48,7 @@ from pathlib import Path
 from scr_core import kvtree
 from scr_core.control._common import int_keys, read_or_empty, write_tree
 from scr_core.control.dataset import DatasetDescriptor
+from scr_core.control.limits import MAX_RANKS
 from scr_core.control.paths import PathLike
 from scr_core.errors import ControlFileError
 from scr_core.kvtree import KVTree
@@ -159,6 +160,8 @@ def read_rank2file(dataset_dir: PathLike) -> Rank2File | None:
     ranks = root.get_unsigned(KEY_RANKS)
     if ranks is None:
         raise ControlFileError(f"{root_path}: rank2file root has no {KEY_RANKS}")
+    if ranks > MAX_RANKS:
+        raise ControlFileError(f"{root_path}: RANKS {ranks} is beyond {MAX_RANKS}")
     result = Rank2File(ranks=ranks)
     writers = root.get(KEY_RANK) or KVTree()
     for writer in int_keys(writers):

@@ -3,16 +3,23 @@
 This is SCR's ``scavenge.py`` + ``scr_copy`` + ``scr_index --build`` (scr-reference.md §10),
 done natively and with failures reported instead of swallowed:
 
-1. pick the nodes (``list_down_nodes``; only up nodes are asked);
+1. pick the nodes (``list_down_nodes``; only up nodes are asked); take the dataset's lock
+   ``<prefix>/.scr/scr.dataset.<id>/scavenge.lock`` (``flock``, held to the end; busy:
+   the dataset is not saved by this run and not marked, see :func:`dataset_lock`);
 2. run the copy agent (:mod:`scr_core.copy_agent`) on every up node through the job's
    remote executor; keep each node's output in
    ``<prefix>/.scr/scr.dataset.<id>/scavenge.o<jobid>`` / ``.e<jobid>`` (node line, text,
    blank line, as SCR);
 3. verify on the batch node, from the filemaps the agents copied into the dataset
-   directory: every rank ``0..RANKS-1`` has a filemap, every file is at its place in the
-   prefix with the filemap's size, and, when the filemap has a CRC, the agent that
-   copied it computed that CRC over the bytes it wrote (a file no agent vouched for in
-   this run is read and summed here);
+   directory: the filemaps say how many ranks there are (``RANKS``, which libscr writes
+   with every file; never guessed from the filemaps present) and claim nothing
+   impossible (bounds in :func:`scr_core.control.limits.meta_bounds_problem`: else the
+   dataset is not saved and the filemap named as corrupt), every rank ``0..RANKS-1`` has
+   a filemap, every file is a regular file at its place in the prefix (not through a
+   symlink leading out of it) with the filemap's size, and, when the filemap has a CRC,
+   the agent that copied it computed that CRC over the bytes it wrote and saw that very
+   file (its inode) in place after its rename (a file no agent vouched for in this run is
+   read and summed here); part files left by killed agents are removed;
 4. complete: write ``rank2file`` (+ parts), ``summary.scr`` (COMPLETE 1), the index entry
    (COMPLETE 1, FLUSHED now) and add ``PFS`` to the flush file's LOCATION, in that order,
    so nothing claims completeness before the data and the summary are in place;
@@ -24,7 +31,8 @@ done natively and with failures reported instead of swallowed:
 
 Parameters: ``SCR_FILE_BUF_SIZE`` (copy buffer), ``SCR_CRC_ON_FLUSH`` (0 turns CRC off),
 ``SCR_AGENT_PYTHON`` (the interpreter on the nodes; default this one),
-``SCR_SCAVENGE_TIMEOUT`` (per node; default the allocation's remaining time, else none),
+``SCR_SCAVENGE_TIMEOUT`` (per node; default the allocation's remaining time, else 24 h;
+0 for none),
 ``SCR_SCAVENGE_SYNC`` (``fs`` default, ``file``, ``none``: how the agent makes the copies
 durable before it reports).
 
@@ -48,12 +56,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..control.dataset import DatasetDescriptor
 from ..control.flush import LOCATION_PFS, FlushFile
@@ -75,6 +85,7 @@ class FileProblem:
     reason: str
     rank: int | None = None
     node: str | None = None
+    corrupt: bool = False  # a control file (filemap) is corrupt: scr scavenge exits 6
 
     def __str__(self) -> str:
         where = f"rank {self.rank} " if self.rank is not None else ""
@@ -91,18 +102,21 @@ class _MetaView:
     size: int | None
     crc: int | None
     ranks: int | None
+    problem: str | None = None  # a value no real filemap holds (copy_agent's bounds)
 
     @classmethod
     def of(cls, raw: Any) -> _MetaView:
+        from ..control.limits import meta_bounds_problem
         from ..copy_agent import raw_complete, raw_int, raw_str
 
         path, name = raw_str(raw, b"PATH"), raw_str(raw, b"NAME")
         crc = raw_int(raw, b"CRC")
+        size, ranks = raw_int(raw, b"SIZE"), raw_int(raw, b"RANKS")
         return cls(destination=None if path is None or name is None
                    else os.path.join(path, name),
-                   complete=raw_complete(raw), size=raw_int(raw, b"SIZE"),
-                   crc=None if crc is None else crc & 0xFFFFFFFF,
-                   ranks=raw_int(raw, b"RANKS"))
+                   complete=raw_complete(raw), size=size,
+                   crc=None if crc is None else crc & 0xFFFFFFFF, ranks=ranks,
+                   problem=meta_bounds_problem(size, ranks, raw_int(raw, b"RANK")))
 
 
 @dataclass
@@ -111,11 +125,13 @@ class Verification:
 
     ranks: int | None = None
     files: dict[int, list[str]] = field(default_factory=dict)  # good ranks -> rel paths
-    missing_ranks: list[int] = field(default_factory=list)
+    missing_ranks: list[int] = field(default_factory=list)  # the first MAX_LISTED_RANKS
+    missing_count: int = 0
     problems: list[FileProblem] = field(default_factory=list)
     nfiles: int = 0
     nbytes: int = 0
     first_filemap: str | None = None  # its DSETDESC describes the dataset
+    places: dict[str, set[str]] = field(default_factory=dict)  # prefix dir -> file names
 
     @property
     def dataset(self) -> DatasetDescriptor | None:
@@ -131,7 +147,7 @@ class Verification:
 
     @property
     def complete(self) -> bool:
-        return self.ranks is not None and not self.missing_ranks and not self.problems
+        return self.ranks is not None and not self.missing_count and not self.problems
 
 
 @dataclass
@@ -142,6 +158,7 @@ class ScavengeResult:
     error: str | None = None  # dataset-level failure (prefix not writable, no such dataset)
     ranks: int | None = None
     missing_ranks: list[int] = field(default_factory=list)
+    missing_count: int = 0
     problems: list[FileProblem] = field(default_factory=list)
     node_problems: dict[str, str] = field(default_factory=dict)
     down_nodes: dict[str, str] = field(default_factory=dict)
@@ -151,6 +168,11 @@ class ScavengeResult:
     bytes_copied: int = 0
     secs: float = 0.0
     delegated: bool = False  # SCR's scr_index --build made it complete
+
+    @property
+    def corrupt(self) -> bool:
+        """Not saved, and a filemap of it is corrupt (the CLI's exit code 6)."""
+        return not self.complete and any(p.corrupt for p in self.problems)
 
     @property
     def label(self) -> str:
@@ -166,7 +188,9 @@ class ScavengeResult:
                     f"{rate / 1e6:.1f} MB/s)"]
         lines = [f"{self.label} was NOT saved" + (f": {self.error}" if self.error else "")]
         if self.missing_ranks:
+            more = self.missing_count - len(self.missing_ranks)
             lines.append(f"  missing or bad ranks: {_ranges(self.missing_ranks)}"
+                         + (f" and {more} more" if more > 0 else "")
                          + (f" of {self.ranks}" if self.ranks is not None else ""))
             unheld = [r for r in self.missing_ranks if r not in self.holders]
             if unheld:
@@ -218,10 +242,13 @@ def _sync_mode(job: Any) -> str:
     return mode
 
 
+DEFAULT_TIMEOUT = 24 * 3600.0  # per node, when the allocation has no end time
+
+
 def _timeout(job: Any) -> float | None:
     value = job.params.get_seconds("SCR_SCAVENGE_TIMEOUT")
     if value is not None:
-        return value if value > 0 else None
+        return value if value > 0 else None  # 0: no limit, as asked
     try:
         end = int(job.resource_manager.end_time())
     except Exception:  # an RM that cannot tell must not stop the scavenge
@@ -229,7 +256,9 @@ def _timeout(job: Any) -> float | None:
     if end > 0:
         # the allocation ends then anyway; a hung node must not outlive it silently
         return max(60.0, end - time.time())
-    return None
+    # no end time: still bounded, so that a node that hangs (a dead file system) cannot
+    # keep the scavenge, and the job's end, waiting forever
+    return DEFAULT_TIMEOUT
 
 
 def _fanout(job: Any) -> int:
@@ -250,6 +279,9 @@ def agent_argv(job: Any, dataset_id: int, down: Sequence[str] = (),
         argv += ["--jobid", job.require_job_id(), "--user", job.user()]
     argv += ["--prefix", job.prefix, "--buf", str(buf_size(job)),
              "--crc" if crc_on(job) else "--no-crc", "--sync", _sync_mode(job), "--quiet"]
+    timeout = _timeout(job)
+    if timeout is not None:  # the agent ends itself too, where killing it remotely fails
+        argv += ["--timeout", str(max(1, int(timeout)))]
     return argv + list(down)
 
 
@@ -370,7 +402,8 @@ def verify_dataset(prefix: str, dataset_id: int,
         ver.problems.append(FileProblem(ddir, f"cannot list: {exc.strerror}"))
         return ver
     maps = sorted((int(n[8:]), n) for n in names
-                  if n.startswith("filemap_") and n[8:].isdigit() and str(int(n[8:])) == n[8:])
+                  if n.startswith("filemap_") and n[8:].isascii() and n[8:].isdigit()
+                  and str(int(n[8:])) == n[8:])
     if not maps:
         ver.problems.append(FileProblem(f".scr/scr.dataset.{dataset_id}",
                                         "no filemap reached the prefix"))
@@ -385,7 +418,8 @@ def verify_dataset(prefix: str, dataset_id: int,
             entries = scan_filemap(path)
         except (FilemapError, ScrError, OSError) as exc:
             ver.problems.append(FileProblem(f".scr/scr.dataset.{dataset_id}/{name}",
-                                            f"unreadable filemap: {exc}", rank))
+                                            f"unreadable filemap: {exc}", rank,
+                                            corrupt=not isinstance(exc, OSError)))
             bad_ranks.add(rank)
             continue
         if ver.first_filemap is None:
@@ -397,10 +431,21 @@ def verify_dataset(prefix: str, dataset_id: int,
                 ver.problems.append(FileProblem(src, "filemap entry without META", rank))
                 bad_ranks.add(rank)
                 continue
-            if meta.ranks is not None:
-                rank_counts.add(meta.ranks)
+            if meta.problem:
+                ver.problems.append(FileProblem(f".scr/scr.dataset.{dataset_id}/{name}",
+                                                f"{meta.problem} (file {src})", rank,
+                                                corrupt=True))
+                bad_ranks.add(rank)
+                continue
+            if meta.ranks is None:
+                # libscr writes RANKS with every file; scr_index skips a file without it
+                ver.problems.append(FileProblem(meta.destination or src,
+                                                "filemap entry has no RANKS", rank))
+                bad_ranks.add(rank)
+                continue
+            rank_counts.add(meta.ranks)
             problem, rel = _check_file(meta, abs_prefix, real_prefix, real_dirs, reports,
-                                       crc, bufsize, crc_text, file_crc)
+                                       crc, bufsize, crc_text, file_crc, ver.places)
             if problem:
                 ver.problems.append(FileProblem(rel or meta.destination or src, problem, rank))
                 bad_ranks.add(rank)
@@ -414,25 +459,45 @@ def verify_dataset(prefix: str, dataset_id: int,
         ver.problems.append(FileProblem(f".scr/scr.dataset.{dataset_id}",
                                         f"filemaps disagree on RANKS: {sorted(rank_counts)}"))
         return ver
-    if rank_counts:
-        ver.ranks = rank_counts.pop()
-    elif maps:
-        ver.ranks = max(seen_ranks) + 1  # no file carried RANKS: assume the ranks seen
-    extra = [r for r in seen_ranks if ver.ranks is not None and r >= ver.ranks]
+    if not rank_counts:
+        # never guessed from the filemaps that happen to be here (a down node's ranks
+        # would not count): without RANKS the dataset cannot be complete
+        ver.problems.append(FileProblem(f".scr/scr.dataset.{dataset_id}",
+                                        "no filemap says how many ranks the dataset has "
+                                        "(RANKS): it cannot be verified complete"))
+        return ver
+    ver.ranks = rank_counts.pop()
+    extra = [r for r in seen_ranks if r >= ver.ranks]
     for r in extra:
         ver.problems.append(FileProblem(f".scr/scr.dataset.{dataset_id}/filemap_{r}",
                                         f"rank {r} is outside RANKS {ver.ranks}", r))
-    if ver.ranks is not None:
-        ver.missing_ranks = sorted({r for r in range(ver.ranks) if r not in ver.files}
-                                   | {r for r in bad_ranks if r < ver.ranks})
+    ver.missing_ranks, ver.missing_count = _missing(ver.ranks, ver.files)
     return ver
+
+
+MAX_LISTED_RANKS = 4096  # missing ranks listed by rank; beyond, only counted
+
+
+def _missing(ranks: int, good: Mapping[int, Any]) -> tuple[list[int], int]:
+    """(the first MAX_LISTED_RANKS ranks in 0..ranks-1 not in ``good``, how many there
+    are in all), without building a set of every rank (RANKS may be 2^24)."""
+    count = ranks - sum(1 for r in good if 0 <= r < ranks)
+    listed: list[int] = []
+    rank = 0
+    while rank < ranks and len(listed) < min(count, MAX_LISTED_RANKS):
+        if rank not in good:
+            listed.append(rank)
+        rank += 1
+    return listed, count
 
 
 def _check_file(meta: Any, prefix: str, real_prefix: str, real_dirs: dict[str, str],
                 reports: Mapping[str, Mapping[str, Any]],
                 crc: bool, bufsize: int, crc_text: Callable[[int | None], str | None],
-                file_crc: Callable[[str, int], tuple[int, int]]) -> tuple[str | None, str]:
-    """(problem or None, path relative to the prefix) for one filemap entry."""
+                file_crc: Callable[[str, int], tuple[int, int]],
+                places: dict[str, set[str]]) -> tuple[str | None, str]:
+    """(problem or None, path relative to the prefix) for one filemap entry; adds its
+    place in the prefix to ``places``."""
     from ..copy_agent import place_in_prefix
 
     dst = meta.destination
@@ -440,8 +505,11 @@ def _check_file(meta: Any, prefix: str, real_prefix: str, real_dirs: dict[str, s
         return f"META PATH/NAME {dst!r} is not an absolute path", ""
     placed = place_in_prefix(dst, prefix, real_prefix, real_dirs)
     if placed is None:
-        return f"destination {dst} is outside the prefix", ""
+        return f"destination {dst} is outside the prefix, in its .scr directory, or " \
+            "reached through a symlink that leads out of it", ""
     real, rel = placed
+    head, base = os.path.split(real)
+    places.setdefault(head, set()).add(base)
     if not meta.complete:
         return "filemap says the file is incomplete (COMPLETE is not 1)", rel
     if meta.size is None:
@@ -450,17 +518,20 @@ def _check_file(meta: Any, prefix: str, real_prefix: str, real_dirs: dict[str, s
     if report is not None and report.get("status") == "failed":
         return f"copy failed: {report.get('error')}", rel
     try:
-        st = os.stat(real)
+        st = os.lstat(real)  # a symlink in place of the file is not the file
     except OSError as exc:
         return f"missing in the prefix ({exc.strerror})", rel
-    if not os.path.isfile(real):
+    if not stat.S_ISREG(st.st_mode):
         return "not a regular file in the prefix", rel
     if st.st_size != meta.size:
         return f"has {st.st_size} bytes in the prefix, filemap SIZE says {meta.size}", rel
     if crc and meta.crc is not None:
         want = crc_text(meta.crc)
+        # the agent's CRC holds for the file it summed or wrote (its inode), and only as
+        # long as that very file is in place: anything else is read and summed here
         vouched = (report is not None and report.get("status") in ("copied", "present")
-                   and report.get("crc") == want and report.get("size") == meta.size)
+                   and report.get("crc") == want and report.get("size") == meta.size
+                   and report.get("ino") == st.st_ino)
         if not vouched:
             try:
                 size, got = file_crc(real, bufsize)
@@ -517,6 +588,7 @@ def finish_dataset(prefix: str, dataset_id: int, ver: Verification, result: Scav
     result.name = desc.name
     result.ranks = ver.ranks
     result.missing_ranks = list(ver.missing_ranks)
+    result.missing_count = ver.missing_count
     result.problems = list(ver.problems) + result.problems
     result.files, result.bytes = ver.nfiles, ver.nbytes
     if ver.complete and desc.complete is False:
@@ -553,7 +625,8 @@ def finish_dataset(prefix: str, dataset_id: int, ver: Verification, result: Scav
                 # agents copied (every rank's filemap, every file's size, CRC when given)
                 rebuilt = verify_dataset(prefix, dataset_id)
                 if rebuilt.complete:
-                    result.ranks, result.missing_ranks = rebuilt.ranks, []
+                    result.ranks, result.missing_ranks, result.missing_count = \
+                        rebuilt.ranks, [], 0
                     result.problems = []
                     result.files, result.bytes = rebuilt.nfiles, rebuilt.nbytes
                     result.complete = result.delegated = True
@@ -573,6 +646,76 @@ def finish_dataset(prefix: str, dataset_id: int, ver: Verification, result: Scav
     except (OSError, ScrError) as exc:
         if out:
             out(f"dataset {dataset_id}: cannot mark it incomplete in the index: {exc}")
+
+
+# --------------------------------------------------------------------------- lock
+
+
+LOCK_NAME = "scavenge.lock"
+
+
+class DatasetBusy(ScrError):
+    """Another scavenge (or ``scr index --build``) of the dataset holds its lock."""
+
+
+@contextmanager
+def dataset_lock(prefix: str, dataset_id: int, out: Out | None = None) -> Iterator[None]:
+    """Hold ``<prefix>/.scr/scr.dataset.<id>/scavenge.lock`` (``flock``, exclusive, as SCR
+    locks its halt file) while a dataset is copied, verified and recorded: two scavenges
+    of one dataset at once would each verify files the other is replacing. Busy: raises
+    DatasetBusy at once, naming the holder. A file system without flock (Lustre mounted
+    without it): said on ``out``, and the copy goes on unlocked; the agents' own part
+    files and their check after each rename still keep every copy whole."""
+    import fcntl
+
+    path = os.path.join(str(dataset_dir(prefix, dataset_id)), LOCK_NAME)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except FileNotFoundError:  # no dataset directory: nothing in it to protect
+        yield
+        return
+    except OSError as exc:
+        raise DatasetBusy(f"cannot open the lock {path}: {exc.strerror}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip()
+            raise DatasetBusy(f"another scavenge of dataset {dataset_id} is running "
+                              f"({holder or 'holder unknown'}; lock {path})") from None
+        except OSError as exc:
+            if out:
+                out(f"dataset {dataset_id}: cannot lock {path} ({exc.strerror}); going on "
+                    "without the lock")
+        else:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.uname().nodename} pid {os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_parts(ddir: str, places: Mapping[str, Iterable[str]]) -> None:
+    """Remove the part files (copies in progress) of the dataset's files and metadata:
+    called with the dataset locked once its agents have ended, they are leftovers of
+    killed agents."""
+    from ..copy_agent import PART_MARK, PART_SUFFIX
+
+    for head, bases in [(ddir, None), *places.items()]:
+        wanted = None if bases is None else set(bases)
+        try:
+            names = os.listdir(head)
+        except OSError:
+            continue
+        for name in names:
+            if name[:1] != "." or not name.endswith(PART_SUFFIX) or PART_MARK not in name:
+                continue
+            base = name[1:name.find(PART_MARK)]
+            if wanted is None or base in wanted:
+                try:
+                    os.unlink(os.path.join(head, name))
+                except OSError:
+                    pass
 
 
 # --------------------------------------------------------------------------- progress
@@ -618,6 +761,7 @@ class _Progress:
         except OSError:
             return
         real = os.path.realpath(self.prefix)
+        real_dirs: dict[str, str] = {}
         for name in names:
             if name in self.files:
                 continue
@@ -632,17 +776,37 @@ class _Progress:
                 path, base, size = raw_str(raw, b"PATH"), raw_str(raw, b"NAME"), \
                     raw_int(raw, b"SIZE")
                 if path and base and size is not None:
-                    placed = place_in_prefix(os.path.join(path, base), self.prefix, real)
+                    placed = place_in_prefix(os.path.join(path, base), self.prefix, real,
+                                             real_dirs)
                     if placed:
                         got.append((placed[0], size))
             self.files[name] = got
 
+    @staticmethod
+    def _part_bytes(head: str) -> dict[str, int]:
+        """{file name: bytes in its part files} in one directory."""
+        from ..copy_agent import PART_MARK, PART_SUFFIX
+
+        found: dict[str, int] = {}
+        try:
+            names = os.listdir(head)
+        except OSError:
+            return found
+        for name in names:
+            if name[:1] == "." and name.endswith(PART_SUFFIX) and PART_MARK in name:
+                base = name[1:name.find(PART_MARK)]
+                try:
+                    found[base] = found.get(base, 0) + os.stat(os.path.join(head, name)).st_size
+                except OSError:
+                    pass
+        return found
+
     def tick(self) -> None:
-        from ..copy_agent import PART_SUFFIX
         from ..units import format_bytes
 
         self._learn()
         total = done = nfiles = ndone = 0
+        parts: dict[str, dict[str, int]] = {}  # directory -> its part files, this tick
         for entries in self.files.values():
             for dst, size in entries:
                 total += size
@@ -655,10 +819,9 @@ class _Progress:
                 except OSError:
                     pass
                 head, base = os.path.split(dst)
-                try:
-                    done += os.stat(os.path.join(head, f".{base}{PART_SUFFIX}")).st_size
-                except OSError:
-                    pass
+                if head not in parts:
+                    parts[head] = self._part_bytes(head)
+                done += min(size, parts[head].get(base, 0))
         secs = max(time.monotonic() - self.start, 1e-6)
         self.write(f"\rscavenge: dataset {self.dataset_id}: {format_bytes(done)} of "
                    f"{format_bytes(total)}, {ndone}/{nfiles} files, "
@@ -712,6 +875,19 @@ def scavenge_dataset(
     if not nodes:
         result.error = "no node is up to copy from"
         return result
+    try:
+        with dataset_lock(prefix, dataset_id, out):
+            _scavenge_locked(job, result, ddir, nodes, out, log, cntldir, progress)
+    except DatasetBusy as exc:  # the other scavenge records the dataset, not this one
+        result.error = str(exc)
+    return result
+
+
+def _scavenge_locked(job: Any, result: ScavengeResult, ddir: str, nodes: Sequence[str],
+                     out: Out | None, log: Any, cntldir: str | None,
+                     progress: Callable[[str], Any] | None) -> None:
+    """:func:`scavenge_dataset` once it holds the dataset's lock."""
+    prefix, dataset_id = job.prefix, result.dataset_id
     jobid = job.require_job_id()
     argv = agent_argv(job, dataset_id, list(result.down_nodes), cntldir)
     start = time.time()
@@ -753,6 +929,9 @@ def scavenge_dataset(
                 reports[path] = dict(rec, node=node)
     ver = verify_dataset(prefix, dataset_id, reports, crc=crc_on(job),
                          bufsize=buf_size(job))
+    # every agent has ended and the lock keeps others out: part files left now are of
+    # killed agents (their names are unique, so nothing reuses them)
+    remove_parts(ddir, ver.places)
     # every bad file is in the batch node's list (an agent's failure included, with its
     # reason); name the node that copied it, or else the one that held its rank
     for p in ver.problems:
@@ -760,7 +939,6 @@ def scavenge_dataset(
         p.node = rec["node"] if rec is not None else result.holders.get(p.rank) \
             if p.rank is not None else None
     finish_dataset(prefix, dataset_id, ver, result, scr_index=find_scr_index(job), out=out)
-    return result
 
 
 def scavenge_datasets(job: Any, ids: Sequence[int], out: Out,
