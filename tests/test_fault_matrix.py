@@ -459,7 +459,8 @@ def test_disk_full_prefix(marked_env, small_tmpfs):
     assert r.returncode == 1, out
     assert "No space left on device" in out  # the application's tracebacks say so
     assert out.count("ended with exit code 1") == 2
-    after_runs = out.split("stopping: no runs left", 1)[1]  # only scr run writes from here
+    # stderr after this line: only scr run writes (the ranks' tracebacks came before)
+    after_runs = r.stderr.split("stopping: no runs left", 1)[1]
     assert "Traceback" not in after_runs, out
     assert re.search(r"postrun: dataset \d+ \(ckpt\.\d+\) was NOT saved", after_runs), out
     assert assert_index_honest(prefix)  # the early ones are complete and whole
@@ -468,6 +469,33 @@ def test_disk_full_prefix(marked_env, small_tmpfs):
 
 
 # --------------------------------------------------------------------------- scavenge
+
+
+def stopping_agents(env: dict, tmp: Path, chunks: int = 64) -> dict:
+    """``env`` whose copy agents stop themselves (SIGSTOP) after ``chunks`` chunks written
+    (tests/agent_stopper.py): "mid-copy" however fast the copy is."""
+    wrapper = tmp / "agent-python"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} '
+                       f'{Path(__file__).with_name("agent_stopper.py")} "$@"\n')
+    wrapper.chmod(0o755)
+    return dict(env, SCR_AGENT_PYTHON=str(wrapper), SCR_TEST_STOP_AFTER=str(chunks),
+                SCR_FILE_BUF_SIZE="4096", SCR_SCAVENGE_SYNC="none")
+
+
+def stopped_agents(marker: str) -> list:
+    """Marked copy-agent processes that have stopped themselves (state T in a thread)."""
+    found = []
+    for pid, argv in marked_processes(marker):
+        if "agent_stopper" not in argv:
+            continue
+        try:
+            states = [Path(f"/proc/{pid}/task/{t}/stat").read_text().rsplit(")", 1)[1]
+                      .split()[0] for t in os.listdir(f"/proc/{pid}/task")]
+        except (OSError, IndexError):
+            continue
+        if "T" in states:
+            found.append(pid)
+    return found
 
 
 def test_sigterm_to_scavenge_stops_its_copy_agents(marked_env, tmp_path):
@@ -481,18 +509,16 @@ def test_sigterm_to_scavenge_stops_its_copy_agents(marked_env, tmp_path):
     (prefix / ".scr").mkdir(parents=True)
     ckpt_writer.write_dataset(str(prefix), 3, ckpt_writer.local_storage(alloc.path),
                               alloc.job_id, ranks_per_node=1, files_per_rank=2,
-                              size=32 * 1024 * 1024)
-    env = dict(env, SCR_LOCAL_DIR=alloc.path, SCR_PREFIX=str(prefix),
-               SCR_FILE_BUF_SIZE="4096", SCR_SCAVENGE_SYNC="none")
+                              size=2 * 1024 * 1024)
+    env = stopping_agents(dict(env, SCR_LOCAL_DIR=alloc.path, SCR_PREFIX=str(prefix)),
+                          tmp_path)
     proc = subprocess.Popen(scr("scavenge", "-i", "3"), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while not list(prefix.rglob("*.scr_copy.part*")):
+        while not stopped_agents(marker):  # mid-copy
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.02)
-        agents = [p for p in marked_processes(marker) if "copy_agent" in p[1]]
-        assert agents, "no copy agent seen"
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
     finally:
@@ -615,11 +641,11 @@ def test_second_signal_interrupts_postrun_and_stops_its_agents(marked_env, prefi
     env, marker = marked_env
     writer = Path(__file__).parent / "ckpt_writer.py"
     written = prefix / "written"
-    app = (f"{sys.executable} {writer} --prefix {prefix} --id 5 --size {32 * 1024 * 1024} "
+    app = (f"{sys.executable} {writer} --prefix {prefix} --id 5 --size {2 * 1024 * 1024} "
            f"--files-per-rank 2 --ranks-per-node 1 --nodes vnode1 && touch {written} && "
            "sleep 300")
-    env = dict(env, SCR_LOCAL_NODES="1", SCR_FILE_BUF_SIZE="4096", SCR_SCAVENGE_SYNC="none",
-               PYTHONPATH=str(Path(__file__).parent))
+    env = stopping_agents(dict(env, SCR_LOCAL_NODES="1",
+                               PYTHONPATH=str(Path(__file__).parent)), prefix.parent)
     proc = start_run(env, prefix, "sh", "-c", app)
     try:
         deadline = time.monotonic() + 60
@@ -627,7 +653,7 @@ def test_second_signal_interrupts_postrun_and_stops_its_agents(marked_env, prefi
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
-        while not [p for p in marked_processes(marker) if "copy_agent" in p[1]]:
+        while not stopped_agents(marker):  # postrun's agents, mid-copy
             assert proc.poll() is None and time.monotonic() < deadline + 60, \
                 proc.communicate()
             time.sleep(0.02)

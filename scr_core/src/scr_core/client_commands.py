@@ -170,6 +170,7 @@ def stop_tracked_groups(grace: float = STOP_GRACE_SECONDS) -> int:
         procs = [p for p in _tracked if p.poll() is None]
     for p in procs:
         _signal_group(p, signal.SIGTERM)
+        _signal_group(p, signal.SIGCONT)  # a stopped helper acts on SIGTERM only when resumed
     deadline = time.monotonic() + grace
     while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
         time.sleep(0.05)
