@@ -33,9 +33,9 @@ tests/test_run_local.py, ``slurm_scr_run`` tests/test_slurm_scr_run.py, the rest
     L: test_rm_failing_for_good_ends_with_5_after_postrun
 * disk full on the prefix (exit 1, the lost dataset named, nothing half-written complete)
     L: test_disk_full_prefix                    S: test_slurm_disk_full_prefix
-* SIGTERM to scr scavenge (its copy agents stop; exit 143)
-    L: test_sigterm_to_scavenge_stops_its_copy_agents (the launcher remote executor, srun on
-       Slurm, tracks its processes the same way)
+* SIGTERM to scr scavenge (its copy agents stop; exit 143; nothing marked complete)
+    L: test_sigterm_to_scavenge_stops_its_copy_agents
+    S: test_slurm_sigterm_to_scavenge_stops_its_agents (agents as srun steps on the nodes)
 
 Scavenge interrupted and re-run, and two scavenges at once, are the scavenge rows
 (tests/test_scavenge.py).
@@ -706,3 +706,41 @@ def test_die_with_parent_reaches_the_launcher_after_sigkill(marked_env):
     t.start()
     t.join()
     assert seen == [None]  # a thread's end would kill the child: not offered there
+
+
+@pytest.mark.slurm
+def test_slurm_sigterm_to_scavenge_stops_its_agents(slurm, tmp_path):
+    """On the lab: scr scavenge's agents (srun steps) stop themselves mid-copy; SIGTERM to
+    scr scavenge: exit 143, no agent left on any node, the dataset not marked complete."""
+    from test_scavenge_integrity import (
+        agent_pids,
+        lab_dataset,
+        scavenge_pids,
+        stopped_mid_copy,
+        wait_for,
+    )
+
+    job_id, prefix, env, lab, wrapper = lab_dataset(slurm, tmp_path)
+    proc = subprocess.Popen([*lab, "scavenge", "-p", str(prefix), "-i", "1"],
+                            env=dict(env, SCR_AGENT_PYTHON=str(wrapper),
+                                     SCR_TEST_STOP_AFTER="64"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stopped_mid_copy(prefix)
+        for pid in scavenge_pids(prefix):
+            os.kill(pid, signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+        wait_for(lambda: not agent_pids(prefix), "no agent left on the nodes", 60)
+    finally:
+        for pid in agent_pids(prefix):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.kill()
+        slurm.run(["scancel", job_id], check=False)
+    assert proc.returncode == 143, err
+    from scr_core.control.index import IndexFile
+
+    if (prefix / ".scr" / "index.scr").exists():
+        assert not any(e.complete for e in IndexFile(str(prefix)).entries())
