@@ -23,7 +23,8 @@ tests/test_run_local.py, ``slurm_scr_run`` tests/test_slurm_scr_run.py, the rest
 * a second signal while postrun scavenges (postrun interrupted, its agents stopped; 143)
     L: test_second_signal_interrupts_postrun_and_stops_its_agents
 * SIGKILL to scr run (no rank left; the implicit allocation removed)
-    L: test_sigkill_leaves_no_ranks_and_no_allocation
+    L: test_sigkill_leaves_no_ranks_and_no_allocation,
+       test_sigkill_inside_an_allocation_stops_only_that_runs_tasks
     S: test_slurm_signals_to_scr_run (srun gets SIGTERM from the kernel: PR_SET_PDEATHSIG;
        test_die_with_parent_reaches_the_launcher_after_sigkill checks that part here)
 * stale local allocation (its owner was killed): L: test_stale_allocation_is_cleaned
@@ -213,6 +214,37 @@ def test_sigkill_leaves_no_ranks_and_no_allocation(marked_env, prefix):
         time.sleep(0.1)
     assert allocations_left(env) == [], "the implicit allocation was left behind"
     assert assert_index_honest(prefix)
+
+
+def test_sigkill_inside_an_allocation_stops_only_that_runs_tasks(marked_env, prefix):
+    """scr run inside `scr local alloc` killed with SIGKILL: its ranks are stopped (by its
+    lifeline), the allocation stays for the rest of the job script."""
+    env, marker = marked_env
+    alloc_proc = subprocess.Popen(
+        scr("local", "alloc", "-N", "2", "--", "sh", "-c",
+            " ".join(scr("run", "local", "-N", "2", *DEMO, "--steps", "4000")) +
+            "; touch after; sleep 30"),
+        env=env, cwd=prefix, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (prefix / ".scr" / "index.scr").exists():
+            assert alloc_proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        run_pid = next(pid for pid, argv in marked_processes(marker)
+                       if argv.startswith(f"{sys.executable} -m scr_core run local"))
+        os.kill(run_pid, signal.SIGKILL)
+        while not (prefix / "after").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        left = wait_no_processes_matching(
+            marker, lambda m: [p for p in marked_processes(m)
+                               if p[1].startswith(f"{DEMO[0]} -m scr_core.demo")], 10)
+        assert left == [], "ranks outlived scr run"
+        assert len(allocations_left(env)) == 1  # the job script's allocation is still there
+    finally:
+        alloc_proc.terminate()
+        alloc_proc.wait(timeout=30)
+    assert allocations_left(env) == []
 
 
 # what a process killed with SIGKILL leaves: an owned allocation with a running task group
