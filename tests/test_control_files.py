@@ -196,13 +196,19 @@ def test_halt_update_aborted_block_writes_nothing(prefix: Path) -> None:
     assert halt.path.read_bytes() == before
 
 
-def test_halt_corrupt_file_reads_empty_and_update_replaces_it(prefix: Path) -> None:
+def test_halt_corrupt_file_is_an_error_and_update_replaces_it_only_when_asked(
+        prefix: Path) -> None:
+    """SCR reads a corrupt halt file as empty (a damaged JOB_HALTED becomes "continue"):
+    here reading it is an error, and an update replaces it only with replace_corrupt."""
     halt = HaltFile.for_prefix(prefix)
     shutil.copy(GOLDEN / "x_bad_crc.kvtree", halt.path)
-    state = halt.read()
-    assert state.is_empty()
-    assert state.corrupt and "CRC32 mismatch" in state.corrupt
-    with halt.update() as state:
+    with pytest.raises(ControlFileError, match="CRC32 mismatch"):
+        halt.read()
+    with pytest.raises(ControlFileError, match="corrupt halt file"):
+        with halt.update() as state:
+            state.checkpoints_left = 3
+    assert halt.path.read_bytes() == (GOLDEN / "x_bad_crc.kvtree").read_bytes()
+    with halt.update(replace_corrupt=True) as state:
         assert state.corrupt
         state.exit_reason = "JOB_HALTED"
     assert halt.path.read_bytes() == (GOLDEN / "d_halt_job_halted.kvtree").read_bytes()

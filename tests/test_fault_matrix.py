@@ -776,3 +776,15 @@ def test_slurm_sigterm_to_scavenge_stops_its_agents(slurm, tmp_path):
 
     if (prefix / ".scr" / "index.scr").exists():
         assert not any(e.complete for e in IndexFile(str(prefix)).entries())
+
+
+def test_readme_signal_rows_are_the_handled_signals():
+    """README's "What scr guarantees" names exactly the signals scr run handles, and
+    SIGKILL."""
+    from scr_core.engine.run import STOP_SIGNALS
+    from test_faults_subcommands import _readme_table
+
+    rows = list(_readme_table("**Signals**"))
+    handled = {getattr(signal, name) for name in rows[0].split(", ")}
+    assert handled == set(STOP_SIGNALS)
+    assert rows[1:] == ["SIGKILL"]

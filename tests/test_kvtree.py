@@ -230,8 +230,14 @@ def test_count_that_cannot_fit_fails_before_parsing_elements() -> None:
 
 
 def test_io_error_while_reading_is_control_file_error(tmp_path: Path) -> None:
-    with pytest.raises(ControlFileError, match="read failed"):
-        kvtree.read(tmp_path)  # a directory opens, but cannot be read
+    with pytest.raises(ControlFileError, match="not a regular file"):
+        kvtree.read(tmp_path)  # refused before reading (a FIFO would block)
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        with pytest.raises(ControlFileError, match="read failed"):
+            kvtree.read_fd(fd, str(tmp_path))  # a directory opens, but cannot be read
+    finally:
+        os.close(fd)
 
 
 def test_nesting_deeper_than_max_depth_is_rejected() -> None:

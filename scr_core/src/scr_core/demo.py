@@ -232,7 +232,7 @@ class Demo:
         from .control.paths import halt_path
 
         path = halt_path(self.prefix)
-        with HaltFile(path).update() as state:
+        with HaltFile(path).update(replace_corrupt=True) as state:  # as libscr
             if state.checkpoints_left is not None and state.checkpoints_left > 0:
                 state.checkpoints_left -= 1
             snapshot = state
@@ -275,7 +275,7 @@ class Demo:
             from .control.halt import HaltFile
             from .control.paths import halt_path
 
-            with HaltFile(halt_path(self.prefix)).update() as state:
+            with HaltFile(halt_path(self.prefix)).update(replace_corrupt=True) as state:
                 if not state.exit_reason:
                     state.exit_reason = "SCR_FINALIZE_CALLED"
             self.say(f"finished all {a.steps} steps")

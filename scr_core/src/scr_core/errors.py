@@ -11,7 +11,13 @@ Every command documents the codes it can return; the common ones are:
  5    environment: not in an allocation, or the resource manager failed
  6    data: a control file (KVTree) is corrupt or has the wrong layout
  7    not supported by the selected backend
+ 8    internal error: an unexpected exception in scr or in a plugin (a bug);
+      one line names the plugin module or input at fault, ``SCR_DEBUG=2``
+      adds the traceback
 ====  ===================================================================
+
+``scr should-exit`` never returns 1 ("keep running") on an error and ``scr run`` never
+returns 1 ("the application failed") on one: every error has one of the codes 2-8.
 
 Plugins raise these with a message about their local context, chaining the
 cause: ``raise ResourceManagerError("sinfo failed: ...") from exc``.
@@ -36,6 +42,18 @@ EXIT_PLUGIN = 4
 EXIT_ENVIRONMENT = 5
 EXIT_DATA = 6
 EXIT_NOT_SUPPORTED = 7
+EXIT_INTERNAL = 8
+
+#: the common codes and their one-line meaning (help texts and README are checked against it)
+COMMON_EXIT_CODES = {
+    EXIT_USAGE: "usage",
+    EXIT_CONFIG: "configuration",
+    EXIT_PLUGIN: "plugins",
+    EXIT_ENVIRONMENT: "environment",
+    EXIT_DATA: "corrupt control file",
+    EXIT_NOT_SUPPORTED: "not supported",
+    EXIT_INTERNAL: "internal error",
+}
 
 
 class ScrError(Exception):

@@ -70,6 +70,7 @@ __all__ = [
     "fold_union",
     "intersection",
     "join",
+    "names_between",
     "nth",
     "union",
     "unique",
@@ -295,12 +296,65 @@ def _parse(text: str, orig: str) -> list:
 
 
 def _item_size(item: str | list) -> int:
+    """Names of one item; past MAX_NAMES only "more than MAX_NAMES" matters, so the product
+    stops there (``n[1-2]`` written 10^6 times in one item must not multiply 2^(10^6))."""
     if isinstance(item, str):
         return 1
     size = 1
     for group in item[1::2]:
         size *= group.size()
+        if size > MAX_NAMES:
+            return size
     return size
+
+
+def _item_name(item: str | list, k: int) -> str:
+    """The ``k``-th name (0-based) of one item, without expanding it: the offsets in the
+    groups are the digits of ``k`` in the mixed radix of the groups' sizes."""
+    if isinstance(item, str):
+        return item
+    groups = item[1::2]
+    offsets = []
+    for group in reversed(groups):
+        k, r = divmod(k, group.size())
+        offsets.append(r)
+    parts = [item[0]]
+    for group, r, lit in zip(groups, reversed(offsets), item[2::2]):
+        for lo, hi, width in group:
+            if r <= hi - lo:
+                parts.append(f"{lo + r:0{width}d}" if width > 1 else str(lo + r))
+                break
+            r -= hi - lo + 1
+        parts.append(lit)
+    return "".join(parts)
+
+
+def _items(text: str) -> list:
+    norm = _normalise(text)
+    if norm == "":
+        return []
+    items = _parse(norm, text)
+    _checked_size(text, items)
+    return items
+
+
+def names_between(texts: Sequence[str], start: int, stop: int) -> list[str]:
+    """Names ``start`` to ``stop - 1`` (0-based) of the hostlists ``texts`` one after the
+    other, in the order written: only those names are made (``scr hostlist --size``)."""
+    out: list[str] = []
+    pos = 0
+    for text in texts:
+        for item in _items(text):
+            size = _item_size(item)
+            lo, hi = max(start - pos, 0), min(stop - pos, size)
+            if lo == 0 and hi == size and not isinstance(item, str):
+                out.extend(_expand_item(item))
+            elif lo < hi:
+                out.extend(_item_name(item, k) for k in range(lo, hi))
+            pos += size
+            if pos >= stop:
+                return out
+    return out
 
 
 def _checked_size(orig: str, items: list) -> int:
@@ -535,15 +589,26 @@ def union(a: str | Iterable[str], b: str | Iterable[str]) -> list[str]:
 
 
 def nth(hosts: str | Sequence[str], index: int) -> str:
-    """Return the ``index``-th name, 1-based; negative counts from the end (-1 is the last)."""
-    names = _as_list(hosts) if isinstance(hosts, str) else hosts
+    """Return the ``index``-th name, 1-based; negative counts from the end (-1 is the last).
+
+    A string is not expanded: only the name asked for is made."""
+    if isinstance(hosts, str):
+        n = count(hosts)
+        _check_index(index, n)
+        return names_between([hosts], index - 1 if index > 0 else n + index,
+                             index if index > 0 else n + index + 1)[0]
+    names = hosts
     n = len(names)
+    _check_index(index, n)
+    return names[index - 1 if index > 0 else index]
+
+
+def _check_index(index: int, n: int) -> None:
     if index == 0 or index > n or index < -n:
         raise UsageError(
             f"host index {index} is out of range for a list of {n} names "
             "(1-based; negative counts from the end)"
         )
-    return names[index - 1 if index > 0 else index]
 
 
 def join(names: Iterable[str], sep: str = ",") -> str:
@@ -1303,3 +1368,38 @@ def fold_union(*hostlists: str | Iterable[str]) -> str:
     if not hostlists:
         return ""
     return _fold_op("or", hostlists[0], hostlists[1:])
+
+
+# --------------------------------------------------------------------------- number bounds
+
+
+def _numbers_bounded(func: Callable) -> Callable:
+    """Every number in a hostlist is converted by ``int()``; one longer than Python's limit
+    for a decimal conversion (4,300 digits) raises ValueError. Checking each number's length
+    beforehand would cost a pass over the text (a fifth of a 1M-name fold), so the public
+    functions turn that ValueError into the UsageError every other malformed input gets."""
+
+    @functools.wraps(func)
+    def bounded(*args: object, **kwargs: object) -> object:
+        try:
+            return func(*args, **kwargs)
+        except ValueError as exc:
+            if isinstance(exc, UsageError) or "integer string conversion" not in str(exc):
+                raise
+            text = args[0] if args and isinstance(args[0], str) else "(names)"
+            raise _bad(text, "a node number in it is too long (more than "
+                             f"{_max_digits()} digits)") from None
+
+    return bounded
+
+
+def _max_digits() -> int:
+    import sys
+
+    return getattr(sys, "get_int_max_str_digits", lambda: 4300)() or 4300
+
+
+for _public in ("count", "difference", "expand", "expand_joined", "fold", "fold_difference",
+                "fold_intersection", "fold_union", "intersection", "names_between", "nth",
+                "union", "unique"):
+    globals()[_public] = _numbers_bounded(globals()[_public])

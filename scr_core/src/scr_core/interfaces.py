@@ -13,7 +13,9 @@ Conventions shared by every backend:
 * Failures raise :class:`~scr_core.errors.ScrError` subclasses with the cause chained. A
   resource-manager query that may work when asked again raises a *transient* error (every
   ``ResourceManagerError`` unless raised with ``transient=False``); the core retries it
-  (:mod:`scr_core.rm_retry`), the backend does not.
+  (:mod:`scr_core.rm_retry`), the backend does not. Any other exception is taken for a
+  bug: the command exits 8 (internal error) with one line naming the plugin
+  (``SCR_DEBUG=2`` prints the traceback).
 """
 
 from __future__ import annotations
@@ -155,6 +157,12 @@ class ResourceManager(abc.ABC):
     @abc.abstractmethod
     def end_time(self) -> int:
         """Epoch seconds when the allocation ends; 0 if unknown, -1 if it has no limit."""
+
+    def start_time(self) -> float:
+        """Epoch seconds (fractions allowed) when the allocation started; 0 if unknown (the
+        default). Used to
+        tell a halt reason written in this allocation from one left by an earlier one."""
+        return 0
 
     def prerun(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Prepare the allocation before the first run (e.g. force prologs). Default: nothing."""

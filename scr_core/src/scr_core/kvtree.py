@@ -21,14 +21,14 @@ Public API
 ``dumps(tree, crc=True) -> bytes``
     Serialize a tree. ``crc=False`` writes flags 0 and no CRC trailer. The C library
     never writes such files itself, but it reads them.
-``read(path) -> KVTree``
+``read(path, max_size=MAX_FILE_SIZE) -> KVTree``
     Read a file. Raises ``FileNotFoundError`` if it is missing, and ``ControlFileError``
     if it cannot be read or is corrupt. A zero-length file is an empty tree, as in C.
 ``write(path, tree, crc=True) -> None``
     Write atomically: a temporary file in the same directory, then ``fsync`` and
     ``os.replace``. New files get mode ``0666 & ~umask``, as in C; an existing file keeps
     its mode.
-``read_fd(fd, name="<fd>") -> KVTree``
+``read_fd(fd, name="<fd>", max_size=MAX_FILE_SIZE) -> KVTree``
     Read from an open descriptor, starting at offset 0 (``pread``). This is for
     protocols that hold a lock on the descriptor, such as the halt file.
 ``write_fd_in_place(fd, tree) -> int``
@@ -660,8 +660,14 @@ def _pread_upto(fd: int, count: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
-def read_fd(fd: int, name: str = "<fd>") -> KVTree:
-    """Read a KVTree file from open descriptor *fd*, starting at offset 0."""
+#: Largest control file read (``read``/``read_fd``'s *max_size*): decoding costs ~20 times
+#: the file's size in memory, so a file claiming more is refused as corrupt, not parsed.
+MAX_FILE_SIZE = 256 << 20
+
+
+def read_fd(fd: int, name: str = "<fd>", max_size: int = MAX_FILE_SIZE) -> KVTree:
+    """Read a KVTree file from open descriptor *fd*, starting at offset 0; a file larger
+    than *max_size* bytes is a ``ControlFileError``."""
     try:
         header = _pread_upto(fd, HEADER_SIZE, 0)
         if not header:
@@ -677,6 +683,9 @@ def read_fd(fd: int, name: str = "<fd>") -> KVTree:
             raise _fail(
                 name, f"truncated: header says {filesize} bytes but the file has {st.st_size}"
             )
+        if filesize > max_size:
+            raise _fail(name, f"too large: header says {filesize} bytes, more than the "
+                              f"{max_size} a control file of this kind may have")
         body = _pread_upto(fd, filesize - HEADER_SIZE, HEADER_SIZE)
     except OSError as exc:
         raise _fail(name, f"read failed: {exc.strerror or exc}") from exc
@@ -687,23 +696,31 @@ def read_fd(fd: int, name: str = "<fd>") -> KVTree:
     return _decode(header + body, filesize, flags, name)
 
 
-def read(path: str | os.PathLike[str]) -> KVTree:
+def require_regular(fd: int, name: str) -> None:
+    """ControlFileError unless *fd* is a regular file (a FIFO or device could block a read
+    forever or never end)."""
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        raise _fail(name, "not a regular file")
+
+
+def read(path: str | os.PathLike[str], max_size: int = MAX_FILE_SIZE) -> KVTree:
     """Read a KVTree file.
 
-    Missing: ``FileNotFoundError``. Unreadable or corrupt: ``ControlFileError``.
+    Missing: ``FileNotFoundError``. Unreadable, corrupt or larger than *max_size* bytes:
+    ``ControlFileError``.
     """
     name = os.fspath(path)
     try:
-        # O_NONBLOCK: a FIFO in place of a control file must not block the open forever
-        # (its pread then fails: "Illegal seek"); regular files ignore the flag
-        fd = os.open(name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
-                     | getattr(os, "O_NONBLOCK", 0))
+        # O_NONBLOCK: a FIFO put in a control file's place must not hang the open
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise
     except OSError as exc:
         raise _fail(name, f"cannot open: {exc.strerror or exc}") from exc
     try:
-        return read_fd(fd, name)
+        require_regular(fd, name)
+        return read_fd(fd, name, max_size)
     finally:
         os.close(fd)
 

@@ -289,6 +289,23 @@ class Registry:
         return [p for p in self.plugins.values() if p.error]
 
 
+def load_backend(reg: Registered, kind: str = "backend") -> type:
+    """The class a registration names (``"module:Class"``), imported now; a path that does not
+    import or name a class is a PluginError naming the plugin, not an ImportError later."""
+    spec = reg.spec
+    try:
+        cls = spec.load()
+    except Exception as exc:
+        raise PluginError(
+            f"plugin '{reg.plugin}': cannot load {kind} '{spec.name}' from "
+            f"{getattr(spec, 'backend', None) or getattr(spec, 'model', None)!r}: "
+            f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(cls, type):
+        raise PluginError(f"plugin '{reg.plugin}': {kind} '{spec.name}' names "
+                          f"{type(cls).__name__} object, not a class")
+    return cls
+
+
 _default_registry: Registry | None = None
 
 

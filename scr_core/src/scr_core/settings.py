@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Optional
 
-from .errors import ConfigError
+from .errors import ConfigError, PluginError
 
 SETTINGS_FILE_ENV = "SCR_SETTINGS_FILE"
 SYSTEM_FILE = "/etc/scr/settings.yaml"
@@ -60,10 +60,14 @@ def _load_yaml(path: str) -> tuple[dict, dict]:
     import yaml
 
     try:
-        with open(path) as fh:
+        with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except OSError as exc:
         raise ConfigError(f"cannot read settings file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                          f"at offset {exc.start})") from exc
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -80,13 +84,13 @@ def _load_yaml(path: str) -> tuple[dict, dict]:
     for key_node, value_node in getattr(node, "value", []):
         section = key_node.value
         lines[(section, None)] = key_node.start_mark.line + 1
-        if isinstance(value_node.value, list):
-            for k, _v in value_node.value:
-                if hasattr(k, "value"):
-                    lines[(section, k.value)] = k.start_mark.line + 1
         if not isinstance(data.get(section), (dict, type(None))):
             raise ConfigError(f"{path}:{lines[(section, None)]}: section '{section}' "
                               "must be a mapping")
+        if isinstance(value_node, yaml.MappingNode):
+            for k, _v in value_node.value:
+                if hasattr(k, "value"):
+                    lines[(section, k.value)] = k.start_mark.line + 1
     return data, lines
 
 
@@ -125,7 +129,12 @@ class Settings:
         if name not in self.specs:
             raise ConfigError(f"unknown settings section '{name}'; known: "
                               f"{', '.join(['core', *sorted(self.specs)])}")
-        return self.specs[name].load()
+        try:
+            return self.specs[name].load()
+        except Exception as exc:  # a plugin's "module:Model" that does not import
+            raise PluginError(f"settings section '{name}': cannot load its model "
+                              f"{getattr(self.specs[name], 'model', '?')!r}: "
+                              f"{type(exc).__name__}: {exc}") from exc
 
     def section(self, name: str) -> Any:
         """The validated settings of a section (defaults where nothing is set)."""

@@ -149,6 +149,8 @@ def parse_seconds(text: str) -> int:
     """
     raw = text
     body = str(text).strip()
+    if not body.isascii():
+        body = ""  # str.isdigit() holds for other scripts' digits, int() takes only some
     if body.startswith("+"):
         body = body[1:]
     secs = _duration(body)
@@ -370,6 +372,8 @@ def parse_time(text: str, now: Optional[float] = None) -> int:
     low = " ".join(text.strip().lower().split())
     if not low:
         raise _usage(text, "empty")
+    if not low.isascii():  # str.isdigit() holds for '¹' and other scripts' digits
+        raise _usage(text, "only ASCII letters, digits and punctuation are understood")
     if low == "now":
         return now_i
     m = _RE_EPOCH.fullmatch(low)

@@ -10,7 +10,10 @@ dash, a bad number ...) goes through argparse, so messages and exit codes are ar
 tests/test_cli_fast_path.py checks that both parse alike.
 
 Errors of the :class:`~scr_core.errors.ScrError` family become one line on stderr and their
-exit code; nothing prints a traceback unless ``SCR_DEBUG`` is 2 or more.
+exit code. Any other exception is a bug in scr or in a plugin: it becomes one line naming the
+plugin module (or scr's own module) where it was raised and exit code 8 (internal error),
+never 0 or 1, which ``scr should-exit`` and ``scr run`` give meanings. The traceback is printed
+only when ``SCR_DEBUG`` is 2 or more.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .. import __version__
-from ..errors import EXIT_USAGE, ScrError
+from ..errors import EXIT_INTERNAL, EXIT_USAGE, ScrError
 
 # name -> (module, one-line help, SCR-compatible script name or None)
 COMMANDS: dict[str, tuple[str, str, str | None]] = {
@@ -66,6 +69,23 @@ COMMANDS: dict[str, tuple[str, str, str | None]] = {
 
 if TYPE_CHECKING:
     import argparse
+
+#: the common exit codes, shown by ``scr --help`` and (through :func:`common_codes_help`) at
+#: the end of every command's help
+COMMON_EPILOG = (
+    "Exit codes: 0 ok, 1 failed, 2 usage, 3 configuration, 4 plugins, "
+    "5 environment (not in an allocation, RM failure), 6 corrupt control file, "
+    "7 not supported by the backend, 8 internal error (an unexpected exception in scr or a "
+    "plugin: one line names the module at fault; SCR_DEBUG=2 prints the traceback).")
+
+
+def common_codes_help() -> str:
+    """The line every command's help ends with: the codes any command can return."""
+    from ..errors import COMMON_EXIT_CODES
+
+    codes = ", ".join(f"{code} {meaning}" for code, meaning in COMMON_EXIT_CODES.items())
+    return (f"Any command: {codes} (a bug in scr or a plugin: one line names the module at "
+            "fault; SCR_DEBUG=2 prints the traceback).")
 
 _parser_class: Any = None
 
@@ -155,9 +175,7 @@ def build_parser(only: str | None = None, prog: str | None = None) -> argparse.A
     parser = ArgumentParser(
         prog=prog or "scr",
         description="scr: keep MPI jobs alive across node failures (SCR's job layer).",
-        epilog="Exit codes: 0 ok, 1 failed, 2 usage, 3 configuration, 4 plugins, "
-               "5 environment (not in an allocation, RM failure), 6 corrupt control file, "
-               "7 not supported by the backend. Commands document their own codes.",
+        epilog=COMMON_EPILOG + " Commands document their own codes.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"scr {__version__}")
@@ -170,6 +188,7 @@ def build_parser(only: str | None = None, prog: str | None = None) -> argparse.A
         cmd = sub.add_parser(name, help=summary, description=summary,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         importlib.import_module(module).configure_parser(cmd)
+        cmd.epilog = ((cmd.epilog or "").rstrip() + "\n" + common_codes_help()).lstrip()
         cmd.set_defaults(_module=module)
     return parser
 
@@ -191,15 +210,73 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
                 return EXIT_USAGE if argv else 0
         return int(importlib.import_module(args._module).run(args) or 0)
     except ScrError as exc:
-        if _debug_level() >= 2:
-            raise
-        name = prog or (f"scr {chosen}" if chosen else "scr")
-        print(f"{name}: error: {exc}", file=sys.stderr)
+        _traceback_if_debug()
+        print(f"{_name(prog, chosen)}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:  # Ctrl-C, or client_commands.Interrupted by signal N
         return 128 + getattr(exc, "signum", 2)
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # the barrier: a bug must not read as "continue" or "failed"
+        _traceback_if_debug()
+        print(f"{_name(prog, chosen)}: internal error: {describe_unexpected(exc)}",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _name(prog: str | None, chosen: str | None) -> str:
+    return prog or (f"scr {chosen}" if chosen else "scr")
+
+
+def _traceback_if_debug() -> None:
+    if _debug_level() >= 2:
+        import traceback
+
+        traceback.print_exc()
+
+
+def describe_unexpected(exc: BaseException) -> str:
+    """One line for an exception that is not a ScrError: what it was and where it was raised,
+    naming the plugin when the innermost frame outside the standard library belongs to one."""
+    import traceback
+
+    what = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line
+    if len(what) > 300:
+        what = what[:297] + "..."
+    frames = traceback.extract_tb(exc.__traceback__)
+    stdlib = os.path.dirname(os.__file__)
+    own = [f for f in frames
+           if not f.filename.startswith((stdlib, "<"))] or frames
+    if not own:
+        return what
+    frame = own[-1]
+    module = _module_of(frame.filename)
+    plugin = _plugin_of(module)
+    where = f"{frame.filename}:{frame.lineno}"
+    if plugin:
+        return f"plugin '{plugin}' ({module}, {where}) raised {what}"
+    owner = "scr" if module.startswith("scr_core") else module
+    return f"{what} (in {owner}, {where}; please report it)"
+
+
+def _module_of(filename: str) -> str:
+    for name, mod in list(sys.modules.items()):
+        if getattr(mod, "__file__", None) == filename:
+            return name
+    return os.path.basename(filename)
+
+
+def _plugin_of(module: str) -> str | None:
+    """The plugin whose package holds ``module``, when the registry of this process is built."""
+    plugins = sys.modules.get("scr_core.plugins")
+    registry = getattr(plugins, "_default_registry", None)
+    top = module.partition(".")[0]
+    for info in getattr(registry, "plugins", {}).values():
+        if info.module.partition(":")[0].partition(".")[0] == top and top != "scr_core":
+            return info.name
+    if top.startswith("scr_plugins_"):
+        return top[len("scr_plugins_"):]
+    return None
 
 
 def run_script(name: str, argv: Sequence[str] | None = None) -> int:

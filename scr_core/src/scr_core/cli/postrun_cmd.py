@@ -34,6 +34,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     job = JobEnv(prefix=args.prefix, launcher_hint=args.joblauncher)
+    if job.params.get_bool("SCR_ENABLE", True):
+        from ..control.flush import FlushFile
+
+        # a corrupt flush file is exit 6 (as documented), not "a dataset was not saved"
+        FlushFile(job.prefix).list_ckpt()
 
     def out(msg: str) -> None:
         if msg.startswith("postrun: "):

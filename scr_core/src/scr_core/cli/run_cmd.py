@@ -36,14 +36,18 @@ Exit codes:
   10  stopped by a halt condition (scr_halt, checkpoints left, before/after, time left)
   11  too few healthy nodes to relaunch (SCR_MIN_NODES)
   12  the runs succeeded but postrun could not save a needed dataset
-  2-7 usage, configuration, plugin, environment, data, not-supported errors (see scr --help)
+  6   the halt file cannot be read (corrupt): stopped, not relaunched, after postrun
+  2-8 usage, configuration (also an unusable SCR_PREFIX), plugin, environment, data,
+      not-supported, internal errors (see scr --help); never 1 for an error. Once the runs
+      started, an error (e.g. 5: the resource manager still failed after SCR_RM_RETRIES
+      retries, waiting SCR_RM_RETRY_SECONDS, doubled each time) ends them after postrun.
   129/130/143  stopped by SIGHUP/SIGINT/SIGTERM (the step is killed, postrun still runs;
       a second signal interrupts postrun and stops its copy agents)
-An error (e.g. 5: the resource manager still failed after SCR_RM_RETRIES retries, waiting
-SCR_RM_RETRY_SECONDS, doubled each time) ends the runs too, after postrun.
 SIGKILL cannot be handled: the step still dies with scr run (srun, jsrun, flux get SIGTERM
 from the kernel; the local launcher's tasks are stopped by a watcher process), and a
 virtual allocation made for the run is removed.
+The application's SCR_Finalize (ExitReason SCR_FINALIZE_CALLED in halt.scr) stops the runs
+of this allocation, as in SCR; scr run clears it when it starts (a new allocation runs).
 With SCR_ENABLE=0: the launcher's own exit code."""
 
 
@@ -85,13 +89,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         job = JobEnv(environ=environ, launcher_hint=request.launcher)
         job.registry.launcher_for_command(request.launcher)  # an unknown launcher fails first
-        if (job.params.get("SCR_ENABLE") or "1").strip() == "0":
+        if not job.params.get_bool("SCR_ENABLE", True):
             return _plain(job, request)
+        from ..control.paths import ensure_scr_dir
         from ..scrlog import ScrLog
 
         log = None
         if (job.params.get("SCR_LOG_ENABLE") or "0").strip() == "1":
-            os.makedirs(job.dir_scr(), exist_ok=True)
+            ensure_scr_dir(job.prefix, job.prefix_source)
             log = ScrLog(job.prefix, job.require_job_id(), user=job.user())
         else:
             job.require_job_id()

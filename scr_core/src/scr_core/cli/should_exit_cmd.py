@@ -38,10 +38,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="print the decision and its reason as JSON, schema "
                              "scr.should-exit/1 (docs/json-schemas.md); exit codes unchanged")
     parser.epilog = (
-        "Exit codes, as SCR's: 0 = stop (a halt condition holds, no runs left, or too few "
-        "healthy nodes), 1 = keep running. Errors never read as 'keep running': 2 usage, "
-        "3 configuration, 4 plugins, 5 environment (not in an allocation), 6 corrupt control "
-        "file. Time left comes from SCR_END_TIME when scr run exported it, else the RM.")
+        "Exit codes, as SCR's: 0 = stop (a halt condition holds, the application called "
+        "SCR_Finalize in this allocation, no runs left, or too few healthy nodes), "
+        "1 = keep running. Errors never read as 'keep running': 2 usage, 3 configuration "
+        "(a bad SCR_MIN_NODES, SCR_HALT_SECONDS, ...), 4 plugins, 5 environment (not in an "
+        "allocation), 6 corrupt control file (a halt.scr that cannot be read is never 'no "
+        "halt'), 8 internal error. Time left comes from SCR_END_TIME when scr run exported "
+        "it, else the RM. ExitReason SCR_FINALIZE_CALLED stops until scr prerun (the start "
+        "of scr run) clears it.")
 
 
 def run(args: argparse.Namespace) -> int:

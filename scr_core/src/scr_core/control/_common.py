@@ -7,6 +7,7 @@ import re
 import time
 
 from scr_core import kvtree
+from scr_core.control.paths import SMALL_FILE_MAX  # noqa: F401  (re-exported)
 from scr_core.kvtree import KVTree
 
 # what C's %d writes: no "-0", no leading zeros (a "-0" key was read as 0 and then looked
@@ -14,10 +15,11 @@ from scr_core.kvtree import KVTree
 _CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*", re.ASCII)
 
 
-def read_or_empty(path: str | os.PathLike[str]) -> tuple[KVTree, bool]:
+def read_or_empty(path: str | os.PathLike[str],
+                  max_size: int = kvtree.MAX_FILE_SIZE) -> tuple[KVTree, bool]:
     """Read *path*; a missing file is an empty tree. Returns (tree, existed)."""
     try:
-        return kvtree.read(path), True
+        return kvtree.read(path, max_size), True
     except FileNotFoundError:
         return KVTree(), False
 

@@ -9,18 +9,25 @@ Public API
 ----------
 ``HaltState(exit_reason=None, checkpoints_left=None, exit_before=None, exit_after=None,
 halt_seconds=None, corrupt=None)``
-    The five fields, None when unset. ``corrupt`` holds the error message when the file
-    existed but could not be parsed. SCR then treats it as empty (§5.7), and so does
-    this module. ``corrupt`` is ignored by ``==``.
+    The five fields, None when unset. ``corrupt`` holds the error message when an update
+    replaced a file that could not be parsed (``update(replace_corrupt=True)``). It is
+    ignored by ``==``.
 ``HaltState.from_tree(tree)`` / ``HaltState.is_empty()``
     Decode with C's getters, or tell whether no field is set.
 ``HaltFile(path)``, ``HaltFile.for_prefix(prefix)``
     ``.read(timeout=None) -> HaltState``: shared lock. A missing file gives an empty
-    state. A file that exists but cannot be opened raises ``ControlFileError``, and
-    ``scr_retries_halt`` treats that case as "halt".
-    ``.update(timeout=None)``: context manager yielding a mutable ``HaltState``. Fields
-    changed in the block are written back. Nothing is written if the block raises.
-    ``.remove() -> bool``, ``.exists() -> bool``.
+    state. A file that exists but cannot be opened or parsed, or is larger than
+    ``MAX_SIZE``, raises ``ControlFileError``. SCR reads a corrupt file as empty (§5.7),
+    which turned a damaged ``JOB_HALTED`` into "keep running"; here it is an error.
+    ``.update(timeout=None, replace_corrupt=False, create=True)``: context manager yielding
+    a mutable ``HaltState``. Fields changed in the block are written back. Nothing is
+    written if the block raises. A corrupt file raises ``ControlFileError`` before the
+    block unless *replace_corrupt* (then the block starts from an empty state, as libscr
+    does). With ``create=False`` a missing file is not created (the block sees an empty
+    state and nothing is written). After taking the lock, the update checks that the file
+    it locked is still the one at the path (``remove`` may have unlinked it meanwhile) and
+    starts again if not, so an update is never written into a deleted file.
+    ``.remove() -> bool``: unlinks under the exclusive lock. ``.exists() -> bool``.
     *timeout* (seconds) bounds the wait for the lock: ``ControlFileError`` when it runs
     out. None waits forever, as the C tools do.
 ``halt_reason(state, now, seconds_left=None, default_halt_seconds=0,
@@ -36,12 +43,13 @@ import copy
 import errno
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from scr_core.control.paths import PathLike, halt_file, path_str
+from scr_core.control.paths import SMALL_FILE_MAX, PathLike, halt_file, path_str
 from scr_core.errors import ControlFileError
 from scr_core.records import Record
 
@@ -50,7 +58,8 @@ if TYPE_CHECKING:
 
     from scr_core.kvtree import KVTree
 
-__all__ = ["FINALIZE_REASON", "HaltFile", "HaltState", "format_listing", "halt_reason"]
+__all__ = ["FINALIZE_REASON", "CorruptHaltFile", "HaltFile", "HaltState", "format_listing",
+           "halt_reason"]
 
 KEY_EXIT_REASON = "ExitReason"
 KEY_CHECKPOINTS = "CheckpointsLeft"
@@ -60,6 +69,10 @@ KEY_SECONDS = "HaltSeconds"
 
 # Written by SCR_Finalize. libscr ignores it on restart; scr_retries_halt does not.
 FINALIZE_REASON = "SCR_FINALIZE_CALLED"
+
+
+class CorruptHaltFile(ControlFileError):
+    """The halt file exists but cannot be parsed (or is larger than a halt file can be)."""
 
 
 class HaltState(Record):
@@ -182,14 +195,19 @@ class HaltFile:
         from scr_core.kvtree import KVTree
 
         try:
-            return kvtree.read_fd(fd, self._name), None
+            return kvtree.read_fd(fd, self._name, SMALL_FILE_MAX), None
         except ControlFileError as exc:
-            # SCR ignores the read's result, so a corrupt file acts as an empty one (§5.7)
             return KVTree(), str(exc)
+
+    def _corrupt_error(self, why: str) -> ControlFileError:
+        return CorruptHaltFile(
+            f"corrupt halt file ({why}); it may have asked the job to halt: look at it, then "
+            f"remove it with 'scr halt --remove' or set a halt with 'scr halt'")
 
     def read(self, timeout: float | None = None) -> HaltState:
         try:
-            fd = os.open(self._name, os.O_RDONLY | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO in the halt file's place must not hang scr_should_exit
+            fd = os.open(self._name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
             return HaltState()
         except OSError as exc:
@@ -197,6 +215,8 @@ class HaltFile:
                 f"{self._name}: cannot open halt file: {exc.strerror or exc}"
             ) from exc
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise self._corrupt_error(f"{self._name}: not a regular file")
             _lock(fd, fcntl.LOCK_SH, self._name, timeout)
             try:
                 tree, corrupt = self._read_locked(fd)
@@ -204,22 +224,55 @@ class HaltFile:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
-        state = HaltState.from_tree(tree)
-        state.corrupt = corrupt
-        return state
+        if corrupt:
+            raise self._corrupt_error(corrupt)
+        return HaltState.from_tree(tree)
+
+    def _open_locked(self, timeout: float | None, create: bool) -> int | None:
+        """An fd of the file at the path, exclusively locked; None if missing and not
+        *create*. Loops while the locked file is no longer the one at the path."""
+        flags = os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_CREAT if create else 0)
+        while True:
+            try:
+                fd = os.open(self._name, flags, 0o666)
+            except FileNotFoundError:
+                if not create:
+                    return None
+                raise ControlFileError(
+                    f"{self._name}: cannot open halt file for update: its directory is "
+                    "missing") from None
+            except OSError as exc:
+                raise ControlFileError(
+                    f"{self._name}: cannot open halt file for update: {exc.strerror or exc}"
+                ) from exc
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise self._corrupt_error(f"{self._name}: not a regular file")
+                _lock(fd, fcntl.LOCK_EX, self._name, timeout)
+                held = os.fstat(fd)
+                try:
+                    now = os.stat(self._name)
+                except FileNotFoundError:
+                    now = None
+            except BaseException:
+                os.close(fd)
+                raise
+            if now is not None and (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev):
+                return fd
+            os.close(fd)  # removed (or replaced) while we waited for the lock: start again
 
     @contextmanager
-    def update(self, timeout: float | None = None) -> Iterator[HaltState]:
+    def update(self, timeout: float | None = None, replace_corrupt: bool = False,
+               create: bool = True) -> Iterator[HaltState]:
+        fd = self._open_locked(timeout, create)
+        if fd is None:
+            yield HaltState()
+            return
         try:
-            fd = os.open(self._name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        except OSError as exc:
-            raise ControlFileError(
-                f"{self._name}: cannot open halt file for update: {exc.strerror or exc}"
-            ) from exc
-        try:
-            _lock(fd, fcntl.LOCK_EX, self._name, timeout)
             try:
                 tree, corrupt = self._read_locked(fd)
+                if corrupt and not replace_corrupt:
+                    raise self._corrupt_error(corrupt)
                 old = HaltState.from_tree(tree)
                 old.corrupt = corrupt
                 state = copy.copy(old)
@@ -238,13 +291,21 @@ class HaltFile:
         finally:
             os.close(fd)
 
-    def remove(self) -> bool:
-        """Delete the file (``scr_halt --remove``: no lock, like SCR). True if it existed."""
+    def remove(self, timeout: float | None = None) -> bool:
+        """Delete the file under its exclusive lock (SCR unlinks without it, and an update
+        waiting for the lock then wrote into the deleted file). True if it existed."""
         try:
-            self.path.unlink()
+            fd = self._open_locked(timeout, create=False)
+        except CorruptHaltFile:  # not a regular file: no lock to take, nothing to lose
+            os.unlink(self._name)
             return True
-        except FileNotFoundError:
+        if fd is None:
             return False
+        try:
+            os.unlink(self._name)
+            return True
+        finally:
+            os.close(fd)  # releases the lock: a waiting update finds the file gone
 
 
 def halt_reason(
@@ -291,7 +352,10 @@ def halt_reason(
 
 
 def _asctime(secs: int) -> str:
-    return time.asctime(time.localtime(secs))
+    try:
+        return time.asctime(time.localtime(secs))
+    except (OverflowError, ValueError, OSError):  # beyond time_t or year 9999
+        return f"{secs} (seconds since the epoch: beyond what this system can show as a date)"
 
 
 def format_listing(state: HaltState, path: PathLike) -> str:

@@ -16,7 +16,7 @@ Public API
 
 from __future__ import annotations
 
-from scr_core.control._common import read_or_empty, write_tree
+from scr_core.control._common import SMALL_FILE_MAX, read_or_empty, write_tree
 from scr_core.control.paths import PathLike, nodes_path
 from scr_core.kvtree import KVTree, c_atoi
 
@@ -26,7 +26,7 @@ KEY_NODES = "NODES"
 
 
 def read_nodes(prefix: PathLike) -> int | None:
-    tree, _ = read_or_empty(nodes_path(prefix))
+    tree, _ = read_or_empty(nodes_path(prefix), SMALL_FILE_MAX)
     text = tree.value(KEY_NODES)  # scr_nodes_file uses kvtree_util_get_str
     return None if text is None else c_atoi(text)
 

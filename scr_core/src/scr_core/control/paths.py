@@ -14,6 +14,9 @@ Public API (each returns a :class:`pathlib.Path`):
 - ``filemap_path(cache_dataset_dir, rank)``: ``<cache dataset dir>/.scr/filemap_<rank>``
 - ``cindex_path(cntl_dir)``: ``<control dir>/cindex.scrinfo``
 
+``ensure_scr_dir(prefix, source)`` is the one rule for the prefix of the commands that write
+into it (``scr run``, ``scr prerun``, ``scr halt``); see its docstring.
+
 ``halt_file(prefix)`` is ``halt_path`` as a ``str``: ``scr_should_exit`` reads the halt file
 without importing :mod:`pathlib` (start-up time); the other functions import it on first call.
 """
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "cindex_path",
     "dataset_dir",
+    "ensure_scr_dir",
     "filemap_path",
     "flush_path",
     "halt_file",
@@ -43,6 +47,11 @@ __all__ = [
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: Size limit of the small control files (halt.scr, nodes.scr: a few fields): a valid 30 MB
+#: halt file cost scr_should_exit 650 MB to decode. Here, not in kvtree, so that reading the
+#: halt file needs no import of kvtree when there is none.
+SMALL_FILE_MAX = 1 << 20
 
 SCR_DIR_NAME = ".scr"
 HALT_FILE_NAME = "halt.scr"
@@ -116,3 +125,37 @@ def cindex_path(cntl_dir: PathLike) -> Path:
     from pathlib import Path
 
     return Path(cntl_dir) / "cindex.scrinfo"
+
+
+def ensure_scr_dir(prefix: str, source: str = "SCR_PREFIX", create_prefix: bool = True) -> str:
+    """``<prefix>/.scr``, made if missing, and checked to be a directory this process can
+    write in; returns its path.
+
+    The rule, the same for run, prerun and halt: what starts a job (``scr run``,
+    ``scr prerun``: *create_prefix*) makes a missing prefix with its parents, as SCR's
+    scripts do; what acts on a job (``scr halt``) needs the prefix to exist, so that a
+    mistyped directory is an error rather than a new, empty prefix nobody reads. Anything
+    else (no prefix, the prefix or its ``.scr`` is a file, a parent cannot be searched, no
+    write permission) is a ConfigError (exit 3) naming the directory, the reason, and where
+    the prefix came from (*source*).
+    """
+    from ..errors import ConfigError
+
+    where = os.path.join(prefix, SCR_DIR_NAME)
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"SCR prefix {prefix} (from {source}) cannot be used: {why}")
+
+    if os.path.exists(prefix) and not os.path.isdir(prefix):
+        raise bad("it is not a directory")
+    if not create_prefix and not os.path.exists(prefix):
+        raise bad("it does not exist (scr run makes it; scr halt acts on an existing one)")
+    try:
+        os.makedirs(where, exist_ok=True)
+    except FileExistsError:
+        raise bad(f"{where} exists and is not a directory") from None
+    except OSError as exc:
+        raise bad(f"cannot create {exc.filename or where}: {exc.strerror or exc}") from None
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise bad(f"no permission to write in {where}")
+    return where

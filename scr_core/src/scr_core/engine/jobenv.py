@@ -10,18 +10,35 @@ import functools
 import os
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ..errors import JobEnvironmentError, ScrError
+from ..errors import ConfigError, JobEnvironmentError, ScrError
 
 if TYPE_CHECKING:  # the interfaces module (abc, dataclasses, subprocess) is not needed to run
     from ..interfaces import BackendContext, Launcher, RemoteExecutor, ResourceManager
 
 
 def scr_prefix(environ: Mapping[str, str]) -> str:
-    """``$SCR_PREFIX`` (with ``~`` and variables expanded) or the current directory."""
+    """``$SCR_PREFIX`` (with ``~`` and variables expanded) or the current directory.
+
+    A variable in it that is not set is a ConfigError (``os.path.expandvars`` would leave
+    ``$UNDEF`` in place and scr would make a directory of that name)."""
     value = environ.get("SCR_PREFIX")
     if value:
-        return os.path.abspath(os.path.expandvars(os.path.expanduser(value)))
+        expanded = _expand(value, environ)
+        return os.path.abspath(os.path.expanduser(expanded))
     return os.getcwd()
+
+
+def _expand(value: str, environ: Mapping[str, str]) -> str:
+    import re
+
+    def sub(m: re.Match) -> str:
+        name = m.group(1) or m.group(2)
+        if name not in environ:
+            raise ConfigError(f"SCR_PREFIX={value!r} (env SCR_PREFIX) names ${name}, "
+                              "which is not set")
+        return environ[name]
+
+    return re.sub(r"\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})", sub, value)
 
 
 class JobEnv:
@@ -36,6 +53,9 @@ class JobEnv:
     ) -> None:
         self.environ: dict[str, str] = dict(os.environ if environ is None else environ)
         self.prefix = os.path.abspath(prefix) if prefix else scr_prefix(self.environ)
+        #: where the prefix came from, for messages
+        self.prefix_source = "--prefix" if prefix else (
+            "env SCR_PREFIX" if self.environ.get("SCR_PREFIX") else "the current directory")
         self._registry = registry
         self._rm_choice = resource_manager
         self._rexec_choice = remote_exec
@@ -87,7 +107,9 @@ class JobEnv:
                               settings_loader=loader)
 
     def _build(self, reg: Any, eager: bool = False) -> Any:
-        cls = reg.spec.load()
+        from ..plugins import load_backend
+
+        cls = load_backend(reg)
         context = self.context(reg.spec.settings)
         if eager:
             _ = context.settings  # validated now: the section's ConfigError is raised here

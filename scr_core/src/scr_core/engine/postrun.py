@@ -26,7 +26,7 @@ def postrun(job: Any, out: Callable[[str], None], log: Any = None,
 
     ``progress``: where scavenge writes its progress line (a terminal), or None.
     """
-    if (job.params.get("SCR_ENABLE") or "1").strip() == "0":
+    if not job.params.get_bool("SCR_ENABLE", True):
         return True
     from ..control.flush import FlushFile
     from ..errors import ScrError

@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from ..errors import ConfigError, ScrError, UsageError
+from ..errors import EXIT_DATA, ConfigError, ControlFileError, ScrError, UsageError
 from .down_nodes import list_down_nodes
 from .should_exit import end_time_of, seconds_left, should_exit
 
@@ -41,6 +41,8 @@ class Outcome:
     HALTED = 10          # a halt condition stopped the job (scr_halt, checkpoints, times)
     NOT_ENOUGH_NODES = 11  # too few healthy nodes to relaunch
     POSTRUN_FAILED = 12  # the runs succeeded but postrun could not save a needed dataset
+    HALT_FILE_CORRUPT = EXIT_DATA  # halt.scr cannot be read: stopped (after postrun) rather
+    #                                than relaunch without knowing whether a halt was asked
     # 128+N: stopped by signal N (SIGHUP 129, SIGINT 130, SIGTERM 143) after postrun
 
 
@@ -145,12 +147,20 @@ class Runner:
         return max(retries + 1, 1)
 
     def settle_seconds(self) -> float:
+        import math
+
         value = self.job.params.get("SCR_RUN_SETTLE_SECONDS")
+        if value in (None, ""):
+            return 5.0
         try:
-            return max(0.0, float(value)) if value not in (None, "") else 5.0
-        except ValueError as exc:
-            raise ConfigError(f"SCR_RUN_SETTLE_SECONDS must be a number, not '{value}'") \
-                from exc
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise ConfigError(f"SCR_RUN_SETTLE_SECONDS must be a number of seconds, 0 or "
+                              f"more, not '{value}' "
+                              f"({self.job.params.source('SCR_RUN_SETTLE_SECONDS')})")
+        return seconds
 
     # -- the step -----------------------------------------------------------------------------
     def step_args(self) -> list:
@@ -247,7 +257,12 @@ class Runner:
                 # once down, always down: a revived node may have lost its cache
                 keep_down.update(down)
                 runs_left = None if runs is None else runs - attempt
-                decision = should_exit(job, nodes, list(keep_down), runs_left=runs_left)
+                try:
+                    decision = should_exit(job, nodes, list(keep_down), runs_left=runs_left)
+                except ControlFileError as exc:  # the halt file: never relaunch blindly
+                    self.out(f"stopping: {exc}")
+                    outcome = Outcome.HALT_FILE_CORRUPT
+                    break
                 if decision.stop:
                     self.out(f"stopping: {decision.reason}")
                     if decision.kind == "halt":
@@ -293,8 +308,8 @@ class Runner:
                         from .should_exit import halt_check
 
                         reason = halt_check(job, end_time=end_time)
-                    except ScrError:
-                        pass
+                    except ScrError as exc:
+                        self.out(f"cannot check the halt conditions: {exc}")
                     outcome = Outcome.HALTED if reason else Outcome.SUCCESS
                     if reason:
                         self.out(f"the application exited after a halt condition: {reason}")

@@ -53,6 +53,35 @@ def _atomic_write(path: str, text: str) -> None:
         raise
 
 
+def _checked_meta(meta: object, where: str) -> tuple[str, list[str], int, float]:
+    """(job id, nodes, end time, creation time) of an allocation.json, each checked: a file
+    edited by hand or cut short is refused with one line, not a TypeError later."""
+
+    def bad(why: str) -> JobEnvironmentError:
+        return JobEnvironmentError(f"{where}: malformed allocation file: {why}")
+
+    if not isinstance(meta, dict):
+        raise bad("expected a JSON object")
+    job_id, nodes = meta.get("job_id"), meta.get("nodes")
+    if not isinstance(job_id, (str, int)) or isinstance(job_id, bool) or job_id == "":
+        raise bad("'job_id' must be a non-empty string")
+    if not isinstance(nodes, list) or not nodes or \
+            not all(isinstance(n, str) and n for n in nodes):
+        raise bad("'nodes' must be a non-empty list of node names")
+    import re
+
+    name_re = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]*")  # hostlist's rule, without its import
+    bad_name = next((n for n in nodes if name_re.fullmatch(n) is None), None)
+    if bad_name is not None:
+        raise bad(f"invalid node name {bad_name[:60]!r}")
+    end, created = meta.get("end_time", -1), meta.get("created", 0)
+    if not isinstance(end, int) or isinstance(end, bool):
+        raise bad("'end_time' must be an integer (epoch seconds, -1 for none)")
+    if not isinstance(created, (int, float)) or isinstance(created, bool):
+        raise bad("'created' must be a number")
+    return str(job_id), list(nodes), end, float(created)
+
+
 def default_base() -> str:
     import tempfile
 
@@ -75,15 +104,17 @@ class LocalAllocation:
             ) from exc
         except (OSError, ValueError) as exc:
             raise JobEnvironmentError(f"cannot read {meta_path}: {exc}") from exc
-        self.job_id: str = str(meta["job_id"])
-        self.nodes: list[str] = list(meta["nodes"])
+        self.job_id, self.nodes, self.end_time, self.created = _checked_meta(meta, meta_path)
         #: membership tests (every launch checks every node: a list made it quadratic)
         self.node_set: frozenset[str] = frozenset(self.nodes)
-        self.end_time: int = int(meta.get("end_time", -1))
-        self.created: float = float(meta.get("created", 0))
-        owner = meta.get("owner") or {}
-        self.owner_pid: int | None = int(owner["pid"]) if "pid" in owner else None
-        self.owner_start: int | None = owner.get("start")
+        # the owning process (scr local alloc, an implicit scr run local), if any; a value
+        # that is not a pid makes the allocation unowned, never stale
+        owner = meta.get("owner")
+        pid = owner.get("pid") if isinstance(owner, dict) else None
+        owned = isinstance(pid, int) and not isinstance(pid, bool) and pid > 0
+        self.owner_pid: int | None = pid if owned else None
+        start = owner.get("start") if owned else None  # type: ignore[union-attr]
+        self.owner_start: int | None = start if isinstance(start, int) else None
 
     # -- creation ----------------------------------------------------------------------------
     @classmethod

@@ -45,6 +45,10 @@ class LocalResourceManager(ResourceManager):
         alloc = self._alloc()
         return alloc.end_time if alloc else 0
 
+    def start_time(self) -> float:
+        alloc = self._alloc()
+        return alloc.created if alloc else 0
+
     # batch lifecycle: implemented in local/batch.py (imported only when used); the types
     # are ResourceManager's: NodeInfo list, SubmitRequest -> JobRecord, {id: JobStatus}
     def node_inventory(self, partition: str | None = None) -> list:
