@@ -194,9 +194,9 @@ def _env_int(names: tuple[str, ...], default: int) -> int:
 
 
 def _per_rank(args: argparse.Namespace) -> int:
-    rank = _env_int(("SLURM_PROCID", "SCR_LOCAL_RANK"), 0)
-    nranks = _env_int(("SLURM_NTASKS", "SCR_LOCAL_NRANKS"), 1)
-    localid = _env_int(("SLURM_LOCALID", "SCR_LOCAL_LOCALID"), 0)
+    rank = _env_int(("SLURM_PROCID", "FLUX_TASK_RANK", "SCR_LOCAL_RANK"), 0)
+    nranks = _env_int(("SLURM_NTASKS", "FLUX_JOB_SIZE", "SCR_LOCAL_NRANKS"), 1)
+    localid = _env_int(("SLURM_LOCALID", "FLUX_TASK_LOCAL_ID", "SCR_LOCAL_LOCALID"), 0)
     local_n = _env_int(("SLURM_NTASKS_PER_NODE", "SCR_LOCAL_TASKS_PER_NODE"), 1)
     jobid = args.jobid or os.environ.get("SLURM_JOB_ID") or os.environ.get("SLURM_JOBID")
     if not jobid:

@@ -5,8 +5,10 @@ import sys
 
 import pytest
 
-# the Slurm lab cluster for tests marked @pytest.mark.slurm (tests/conftest_slurm.py)
-pytest_plugins = ["conftest_slurm", "conftest_real_scr"]
+# the Slurm lab cluster for tests marked @pytest.mark.slurm (tests/conftest_slurm.py), the
+# Flux lab instance for tests marked @pytest.mark.flux (tests/conftest_flux.py), LLNL's real
+# SCR for tests marked @pytest.mark.real_scr (tests/conftest_real_scr.py)
+pytest_plugins = ["conftest_slurm", "conftest_flux", "conftest_real_scr"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)

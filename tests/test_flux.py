@@ -1,11 +1,11 @@
-"""Flux plugin: parsers on recorded output, job-id encodings, argv building, the backends
-against the test double tests/doubles/flux/flux, and live checks when flux is on PATH."""
+"""Flux plugin: parsers on recorded output, job-id encodings, argv building, and the backends
+against the test double tests/doubles/flux/flux. The live tests against a real Flux instance
+are in test_flux_live.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -158,7 +158,8 @@ def test_hostlists_and_ranks():
 
 def test_jobs_states():
     recs = parse.parse_jobs(fixture("jobs_status.constructed.txt"))
-    got = {jid - 14112474005504: parse.normalize_state(r.state, r.result, r.exception_type)
+    got = {jid - 14112474005504: parse.normalize_state(r.state, r.result, r.exception_type,
+                                                       r.exception_note)
            for jid, r in recs.items()}
     assert got == {0: JobState.COMPLETED, 1: JobState.RUNNING, 2: JobState.PENDING,
                    3: JobState.NODE_FAIL, 4: JobState.CANCELLED, 5: JobState.TIMEOUT,
@@ -174,6 +175,40 @@ def test_jobs_states():
     assert parse.parse_jobs("ƒ27fJYEVm|RUN\n")[parse.parse_jobid("ƒ27fJYEVm")].state == "RUN"
     with pytest.raises(parse.FluxParseError):
         parse.parse_jobs("notanid|RUN\n")
+
+
+def test_live_recordings():
+    """What the lab's real Flux printed (``*.live.txt``, kept true by test_flux_live.py)."""
+    recs = list(parse.parse_jobs(fixture("jobs_status.live.txt")).values())
+    got = [parse.normalize_state(r.state, r.result, r.exception_type, r.exception_note)
+           for r in recs]
+    assert got == [JobState.COMPLETED, JobState.FAILED, JobState.FAILED, JobState.TIMEOUT,
+                   JobState.CANCELLED, JobState.CANCELLED, JobState.NODE_FAIL,
+                   JobState.RUNNING, JobState.PENDING, JobState.PENDING, JobState.PENDING]
+    assert [r.returncode for r in recs[:7]] == [0, 4, 127, 142, 143, -128, 1]
+    assert recs[6].exception_type == "exec"  # a lost critical rank: not "node-failure"
+    assert recs[6].exception_note == "node failure on n4 (rank 3)"
+    status = parse.parse_resource_status(fixture("resource_status.live.txt"))
+    assert parse.down_from_status(status) == {
+        "n2": "draining: draining: job | still running", "n3": "drained: bad DIMM",
+        "n4": "offline (broker not running or lost)"}
+    assert parse.down_from_status(parse.parse_resource_status(
+        fixture("resource_status.exclude.live.txt"))) == {"n3": "excluded by configuration"}
+    inv = {n.name: n for n in parse.inventory(
+        parse.parse_resource_list(fixture("resource_list.live.txt")), status)}
+    assert sorted(inv) == ["n1", "n2", "n3", "n4"]
+    assert inv["n1"].up and inv["n1"].available and inv["n1"].cpus == 1
+    # a draining node is listed both allocated and down: allocated, not available
+    assert inv["n2"].up and inv["n2"].allocated and not inv["n2"].available
+    assert inv["n2"].state == "draining"
+    assert not inv["n3"].up and inv["n3"].reason == "drained: bad DIMM"
+    assert not inv["n4"].up and inv["n4"].state == "avail*"
+    assert parse.parse_exec_unreachable(68, fixture("exec_unreachable.live.txt"))
+    now = 1_700_000_000.0
+    assert parse.parse_timeleft(fixture("timeleft.unlimited.live.txt"), now) == -1
+    assert parse.parse_timeleft(fixture("timeleft.limited.live.txt"), now) == now + 1799
+    assert parse.format_jobid(parse.parse_submit(fixture("submit.live.txt"))) == \
+        fixture("submit.live.txt").strip()
 
 
 def test_time_left_and_expiration():
@@ -374,8 +409,8 @@ def test_status_replayed(env, state):
     st = FluxResourceManager(ctx(env)).status(ids)
     assert [st[i].state for i in ids] == [JobState.COMPLETED, JobState.NODE_FAIL,
                                          JobState.TIMEOUT]
-    assert st[ids[1]].message.startswith("node-failure: lost contact")
-    assert st[ids[1]].raw_state == "INACTIVE/FAILED" and st[ids[1]].exit_code == 137
+    assert st[ids[1]].message.startswith("node-failure: node failure on node3")
+    assert st[ids[1]].raw_state == "INACTIVE/FAILED" and st[ids[1]].exit_code == 143
 
 
 def test_status_failures(env, state):
@@ -516,32 +551,13 @@ def test_remote_exec_per_node_results(env):
         rx.run([], ["node1"])
 
 
-# --------------------------------------------------------------------------- live
-
-
-needs_flux = pytest.mark.skipif(shutil.which("flux") is None,
-                                reason="Flux is not installed here (no flux on PATH)")
-
-
-def _live_ctx():
-    if not (os.environ.get("FLUX_URI") or os.environ.get("FLUX_JOB_ID")):
-        pytest.skip("not inside a Flux instance (FLUX_URI unset); try 'flux start pytest'")
-    return BackendContext(environ=dict(os.environ), settings=FluxSettings())
-
-
-@pytest.mark.flux
-@needs_flux
-def test_live_flux_resource_manager():
-    c = _live_ctx()
-    seen = conformance.check_resource_manager(FluxResourceManager, c, expect_job=False)
-    assert seen["nodes"]
-
-
-@pytest.mark.flux
-@needs_flux
-def test_live_flux_run_and_exec():
-    c = _live_ctx()
-    conformance.check_launcher(FluxRunLauncher, c, run_args=["run", "true"],
-                               sleep_args=["run", "sleep", "60"])
-    nodes = FluxResourceManager(c).job_nodes()
-    conformance.check_remote_executor(FluxExecRemoteExecutor, c, nodes[:2])
+def test_lost_nodes_for_the_step_watch_are_offline_brokers_only(env, state):
+    """scr run's step watch (issue 17) acts at once on lost_nodes(): an offline broker is
+    lost, a drained, excluded or torpid one (busy, or an admin's word) is not."""
+    rm = FluxResourceManager(ctx(env))
+    assert rm.lost_nodes(NODES) == {}
+    mark_down(state, "node2", "drained bad DIMM")
+    mark_down(state, "node3", "torpid")
+    mark_down(state, "node4", "offline")
+    assert rm.lost_nodes(NODES) == {"node4": "offline (broker not running or lost)"}
+    assert rm.lost_nodes(["node1", "node2"]) == {}

@@ -478,3 +478,18 @@ def test_live_jsrun():
     c = BackendContext(environ=dict(os.environ), settings=LsfSettings())
     conformance.check_launcher(JsrunLauncher, c, run_args=["-n", "1", "true"],
                                sleep_args=["-n", "1", "sleep", "60"])
+
+
+def test_lost_nodes_for_the_step_watch_are_unreachable_hosts_only(env, state):
+    """scr run's step watch (issue 17) acts at once on lost_nodes(): unavail and unreach
+    hosts are lost; a host an administrator closed keeps its running tasks."""
+    rm = LsfResourceManager(ctx(env))
+    assert rm.lost_nodes(NODES) == {}
+    (state / "down").mkdir(exist_ok=True)
+    (state / "down" / NODES[0]).write_text("unavail\n")
+    (state / "down" / NODES[1]).write_text("unreach\n")
+    (state / "down" / NODES[2]).write_text("closed_Adm\n")
+    lost = rm.lost_nodes(NODES)
+    assert set(lost) == {NODES[0], NODES[1]}, lost
+    assert lost[NODES[0]].startswith("LSF status unavail")
+    assert set(rm.down_nodes()) == {NODES[0], NODES[1], NODES[2]}

@@ -397,3 +397,25 @@ def test_node_test_conformance(alloc, prefix, tmp_path):
     assert conformance.check_node_test(EchoTest, ctx, NODES, job) == {"vnode3": GARBAGE}
     assert conformance.check_node_test(DirCapacityTest, ctx, ["vnode1", "vnode2"], job) == {}
     assert conformance.check_node_test(PingTest, ctx, NODES, job) == {}
+
+
+def test_ping_probe_tries_once_for_the_step_watch(tmp_path):
+    """run() retries a silent node (ping_tries); probe(), what scr run's step watch calls
+    every interval, tries once: the watch counts consecutive failures itself (issue 17)."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "ping"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\nexit 1\n")
+    fake.chmod(0o755)
+    test = PingTest(BackendContext(environ={}, settings=NodeTestsSettings(
+        ping_program=str(fake), ping_tries=2)))
+
+    class Job:
+        resource_manager = None
+
+    assert set(test.run(["n1", "n2"], Job())) == {"n1", "n2"}
+    assert len(calls.read_text().splitlines()) == 4
+    calls.unlink()
+    failed = test.probe(["n1", "n2"], Job())
+    assert set(failed) == {"n1", "n2"} and "1 try" in failed["n1"]
+    assert len(calls.read_text().splitlines()) == 2
+    assert [s.name for s in scr_node_tests() if s.in_step] == ["ping"]

@@ -87,8 +87,9 @@ def test_demo_report_matches_the_log(demo):
 
     (fail,) = rep["failures"]
     (node,) = fail["nodes"]
-    assert node == {"node": "vnode4", "reason": "Not responding (node crashed)",
-                    "found_by": "resource manager", "detected": node_fail[0].time,
+    assert node == {"node": "vnode4",
+                    "reason": "step watch, resource manager: Not responding (node crashed)",
+                    "found_by": "step watch", "detected": node_fail[0].time,
                     "jobid": starts[0].jobid}
     assert fail["run"] == 1 and fail["time"] == ends[0].time
     assert fail["last_checkpoint"] == {"dset": 10, "name": "ckpt.10",
@@ -107,7 +108,9 @@ def test_demo_report_matches_the_log(demo):
         assert c["index"]["valid"] and c["run"] == (1 if dset <= 10 else 2)
         assert c["bytes"] == sizes[dset] > 16 * 1024 * c["files"]  # the index agrees
     assert ckpts[30]["index"]["current"] and ckpts[10]["restarted_from"]
-    assert rep["idle"][0]["start"] == ends[0].time and rep["idle"][0]["end"] == starts[1].time
+    # no settle pause after the step watch's kill (issue 17): the gap may round to nothing
+    idle = [(i["start"], i["end"]) for i in rep["idle"]][:1]
+    assert idle == ([] if ends[0].time == starts[1].time else [(ends[0].time, starts[1].time)])
     assert "finished" in rep["end"]["reason"]
 
     stats = analyze(parse_file(str(demo / ".scr" / "log")))
@@ -201,7 +204,8 @@ def test_cli_text_and_json(demo, tmp_path):
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert re.search(r"^  1 .* 137 .*vnode\[1-4\] .*failed$", out, re.M), out
-    assert "vnode4: Not responding (node crashed) (found by resource manager" in out
+    assert ("vnode4: step watch, resource manager: Not responding (node crashed) "
+            "(found by step watch") in out
     assert re.search(r"time lost .*: from ckpt\.10 \(.*\) to the relaunch \(run 2", out), out
     assert "Why the job ended: the application finished" in out
     assert re.search(r"Recommended \(from 1 observed failure\(s\)\): Daly", out), out
@@ -432,8 +436,9 @@ def test_slurm_node_crash_and_relaunch_report(slurm, tmp_path):
     assert r1["exit_code"] != 0 and r2["exit_code"] == 0 and r2["start"] == starts[1].time
     (fail,) = rep["failures"]
     (node,) = fail["nodes"]
-    assert node["node"] == victim and node["found_by"] == "resource manager"
-    assert "not responding" in node["reason"].lower()
+    # the step watch's ping finds the crash before Slurm does (issue 17)
+    assert node["node"] == victim and node["found_by"] == "step watch", node
+    assert "failed to ping" in node["reason"].lower()
     assert node["detected"] == records_of(prefix, "NODE_FAIL")[0].time
     point = fail["last_checkpoint"]
     restart = records_of(prefix, "RESTART_SUCCESS")[0].dset

@@ -190,6 +190,19 @@ def test_sinfo_down_recorded_states():
     assert not {"n1", "n8", "n9", "n10"} & set(down)
 
 
+def test_sinfo_lost_for_the_step_watch_is_dead_nodes_only():
+    """What scr run's step watch acts on mid-step (issue 17): DOWN, FAIL; never a node
+    that is only not responding (one missed ping), drained, in maintenance or busy."""
+    lost = parse.parse_sinfo_lost(fixture("sinfo_nodes.txt"))
+    down = parse.parse_sinfo_down(fixture("sinfo_nodes.txt"))
+    assert set(lost) < set(down)
+    assert lost["n6"] == down["n6"] == "Slurm reports down*: Not responding"
+    assert "n3" not in lost and "n4" not in lost and "n5" not in lost  # drain, maint
+    text = ("n1|mixed*|Not responding\n" "n2|drained|bad dimm\n" "n3|fail|psu\n"
+            "n4|allocated|none\n" "n5|draining*|none\n" "n6|mixed+drain|x\n")
+    assert list(parse.parse_sinfo_lost(text)) == ["n3"]
+
+
 def test_sinfo_down_restricted_to_job():
     down = parse.parse_sinfo_down(fixture("sinfo_nodes_job.txt"))
     assert set(down) == {"n2", "n3"}

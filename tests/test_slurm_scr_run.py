@@ -76,7 +76,7 @@ def test_node_crash_relaunch_with_exclude_and_resume(slurm, tmp_path):
     slurm.lab("crash", "n4")
     text = finish(slurm, jid, out)
     assert exit_code(text) == 0, text
-    assert "node n4 is down" in text
+    assert "node n4 is dead: step watch, ping: Failed to ping" in text  # found mid-step
     assert "excluding n4" in text and "fitted the launcher arguments to the 3 node(s)" in text
     assert re.search(r"restarting from checkpoint ckpt\.\d+", text), text
     assert "finished all 300 steps" in text
@@ -202,7 +202,9 @@ def test_mpi_job_crash_relaunch_and_resume(slurm, tmp_path):
     text = finish(slurm, jid, out)
     assert exit_code(text) == 0, text
     assert "Open MPI" in text
-    assert "node n3 is down" in text and "excluding n3" in text
+    # found mid-step by the step watch (issue 17): the survivors block in MPI until then
+    assert "node n3 is dead: step watch, ping: Failed to ping" in text, text
+    assert "excluding n3" in text
     assert re.search(r"mpi: starting at step [1-9]\d* with 3 ranks", text), text
     assert "mpi: finished 400 steps on 3 ranks" in text
 
@@ -281,5 +283,7 @@ def test_scr_submit_resilient_job_survives_a_node_crash(slurm, tmp_path):
         time.sleep(1)
     text = out.read_text() if out.exists() else ""
     assert state == "completed", f"{state}\n{text}"
-    assert "node n4 is down" in text and "excluding n4" in text, text
+    # found mid-step by the step watch (issue 17)
+    assert "node n4 is dead: step watch, ping: Failed to ping" in text, text
+    assert "excluding n4" in text, text
     assert "finished all 300 steps" in text, text

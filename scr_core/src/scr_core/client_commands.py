@@ -73,8 +73,9 @@ def signal_process(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def stop_process(proc: subprocess.Popen, grace: float) -> None:
-    """SIGTERM a launcher, SIGKILL it after ``grace`` seconds; returns once it is reaped."""
+def stop_process(proc: subprocess.Popen, grace: float, tree: bool = False) -> None:
+    """SIGTERM a launcher, SIGKILL it after ``grace`` seconds; returns once it is reaped.
+    With ``tree``, the SIGKILL goes to what it started too (:func:`kill_process_tree`)."""
     if proc.poll() is not None:
         return
     signal_process(proc, signal.SIGTERM)
@@ -82,8 +83,61 @@ def stop_process(proc: subprocess.Popen, grace: float) -> None:
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     if proc.poll() is None:
-        signal_process(proc, signal.SIGKILL)
+        if tree:
+            kill_process_tree(proc)
+        else:
+            signal_process(proc, signal.SIGKILL)
         proc.wait()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux ``/proc``; elsewhere none are found)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read().decode(errors="replace")
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_process_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a launcher and what it started, for when it ignored a polite kill: its
+    process group when it leads one of its own, else (a launcher in *our* group, see
+    :func:`signal_process`: killing the group would kill us) the process and every
+    descendant. Returns at once; reap ``proc`` with :func:`wait_code`."""
+    if proc.poll() is not None:
+        return
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        return
+    if pgid == proc.pid and pgid != os.getpgrp():
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        return
+    for pid in [*_descendants(proc.pid), proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def wait_code(proc: subprocess.Popen, timeout: Optional[float]) -> Optional[int]:

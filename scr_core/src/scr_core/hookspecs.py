@@ -215,10 +215,21 @@ class NodeTestSpec(BackendSpec):
 
     ``detect`` and ``priority`` are unused: tests run when named in ``SCR_NODE_TESTS`` (or by
     default when ``default`` is true, in ascending ``order``).
+
+    in_step      the test is fit for use *while a step runs*, as a liveness probe of
+                 ``scr run``'s step watch (``SCR_WATCH``, :mod:`scr_core.engine.stepwatch`):
+                 it is cheap, bounded by its own timeouts (a few seconds for a dead node), does
+                 not disturb the running application (no job step, no CPU or I/O load on the
+                 node), and a failure means the node cannot be reached, not that it is busy
+                 (ping or a TCP connect: yes; a test that starts a step on the node: no). The
+                 watch runs the tests named by ``SCR_WATCH_TESTS``, by default every test
+                 with both ``in_step`` and ``default``. Default ``False``: a test written
+                 before this field existed is never run mid-step.
     """
 
     default: bool = False
     order: int = 100
+    in_step: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

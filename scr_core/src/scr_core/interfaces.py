@@ -167,6 +167,24 @@ class ResourceManager(abc.ABC):
     def prerun(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Prepare the allocation before the first run (e.g. force prologs). Default: nothing."""
 
+    def lost_nodes(self, nodes: Sequence[str]) -> dict[str, str]:
+        """Nodes among ``nodes`` that the RM already knows are dead or unreachable.
+
+        Called by ``scr run``'s step watch (:mod:`scr_core.engine.stepwatch`, ``SCR_WATCH``)
+        every ``SCR_WATCH_INTERVAL`` seconds *while a step runs*, from a thread, so it must
+        be cheap (one query, bounded by the backend's own timeout) and thread-safe. Report
+        only nodes that are lost (not responding, offline, crashed): never nodes that are
+        merely drained or closed by an administrator, since a running step keeps those. A
+        node reported here is declared dead at once (the RM has applied its own timeout),
+        the step is killed and relaunched without it.
+
+        :param nodes: the nodes the step runs on
+        :return: ``{node: the RM's reason}``
+        :raises NotSupportedError: (the default) the RM cannot tell cheaply; the watch then
+            relies on the in-step node tests (:attr:`NodeTestSpec.in_step`) alone
+        """
+        raise _unsupported(self, "in-step lost-node query")
+
     # -- optional ---------------------------------------------------------------------------
     def node_inventory(self, partition: str | None = None) -> list[NodeInfo]:
         raise _unsupported(self, "node inventory")
@@ -281,3 +299,17 @@ class NodeTest(abc.ABC):
     def run(self, nodes: Sequence[str], job: Any) -> dict[str, str]:
         """Return ``{node: reason}`` for the nodes that fail. ``job`` is the
         :class:`scr_core.engine.jobenv.JobEnv` (resource manager, remote executor, params)."""
+
+    def probe(self, nodes: Sequence[str], job: Any) -> dict[str, str]:
+        """One quick attempt of the test, for ``scr run``'s step watch.
+
+        Called only for tests registered with ``NodeTestSpec(in_step=True)``, every
+        ``SCR_WATCH_INTERVAL`` seconds on the step's nodes, from a thread, while the step
+        runs. The watch counts consecutive failures itself (``SCR_WATCH_FAILURES`` over
+        ``SCR_WATCH_WINDOW``), so a test that retries in :meth:`run` should try once here.
+
+        :param nodes: the nodes the step runs on
+        :param job: as for :meth:`run`
+        :return: ``{node: reason}`` for the nodes that did not answer
+        """
+        return self.run(nodes, job)

@@ -115,6 +115,23 @@ DEFAULTS: dict[str, ParamInfo] = {
                   "times a resource-manager query that failed transiently is tried again"),
         ParamInfo("SCR_RM_RETRY_SECONDS", "2",
                   "wait before the first retry of a resource-manager query (doubles each time)"),
+        ParamInfo("SCR_WATCH", "1", "0 turns off the in-step health watch of scr run"),
+        ParamInfo("SCR_WATCH_INTERVAL", "1", "seconds between the watch's probe rounds"),
+        ParamInfo(
+            "SCR_WATCH_FAILURES", "3", "consecutive failed probes before a node is dead"
+        ),
+        ParamInfo(
+            "SCR_WATCH_WINDOW", "5", "seconds those failed probes must span (outages shorter "
+            "than this are ridden out)"
+        ),
+        ParamInfo(
+            "SCR_WATCH_TESTS", None, "in-step node tests the watch runs (default: every "
+            "in-step default test: ping)"
+        ),
+        ParamInfo(
+            "SCR_RUN_KILL_GRACE_SECONDS", "5", "seconds a killed launcher gets before its "
+            "processes are killed outright"
+        ),
     )
 }
 

@@ -68,6 +68,8 @@ def found_by(reason: str) -> str:
     """How a node was found down, from the reason text SCR's list_down_nodes gives it."""
     if reason.startswith("Specified as down"):
         return "known down"
+    if reason.startswith("step watch"):  # scr run's in-step watch (engine/stepwatch.py)
+        return "step watch"
     if "SCR_EXCLUDE_NODES" in reason:
         return "excluded by the user"
     if reason.startswith("Failed"):

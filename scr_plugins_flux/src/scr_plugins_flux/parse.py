@@ -290,6 +290,22 @@ def down_from_status(rows: Sequence[ResourceRow],
     return out
 
 
+def lost_from_status(rows: Sequence[ResourceRow], nodes: Iterable[str]) -> dict[str, str]:
+    """Nodes (of ``nodes``) whose broker is offline -> reason: what the step watch may act
+    on at once (Flux marks a lost broker offline within ~2 s). Drained, excluded and torpid
+    nodes are not lost: a running job keeps them (torpid is also what a busy node looks like)."""
+    wanted = set(nodes)
+    out: dict[str, str] = {}
+    for row in rows:
+        if not row.offline:
+            continue
+        text = _DOWN_STATES["offline"] + (f": {row.reason}" if row.reason else "")
+        for n in row.nodes:
+            if n in wanted:
+                out.setdefault(n, text)
+    return out
+
+
 def parse_resource_list(text: str) -> list[ResourceRow]:
     """``flux resource list`` (STATE NNODES NCORES NGPUS NODELIST; PROPERTIES/QUEUE ignored)
     -> rows with counts; rows with no nodes are skipped."""
@@ -391,11 +407,15 @@ _RESULTS = {
 }
 
 
-def normalize_state(state: str, result: str = "", exception_type: str = "") -> str:
-    """Flux state (+ result and exception type of an inactive job) -> :class:`JobState`.
+def normalize_state(state: str, result: str = "", exception_type: str = "",
+                    exception_note: str = "") -> str:
+    """Flux state (+ result, exception type and note of an inactive job) -> :class:`JobState`.
 
-    A job that failed with a ``node-failure`` exception (raised by job-exec when it loses a
-    job shell) is ``node_fail``. Unknown words give ``unknown``, never an exception.
+    A failed job is ``node_fail`` when it lost a node: job-exec raises the fatal exception
+    type ``exec`` with the note ``node failure on HOST (rank N)`` when a critical rank's
+    shell is lost (every rank of a plain job; rank 0 of an instance), and the non-fatal
+    type ``node-failure`` for other ranks (flux-core ``job-exec/bulkexec.c``, seen on the
+    lab instance). Unknown words give ``unknown``, never an exception.
     """
     st = state.strip().upper()
     if st in _ACTIVE:
@@ -403,7 +423,10 @@ def normalize_state(state: str, result: str = "", exception_type: str = "") -> s
     if st in ("INACTIVE", "COMPLETED", "FAILED", "CANCELED", "TIMEOUT"):
         res = result.strip().upper() or (st if st != "INACTIVE" else "")
         mapped = _RESULTS.get(res, JobState.UNKNOWN)
-        if mapped == JobState.FAILED and exception_type.strip() == "node-failure":
+        etype = exception_type.strip()
+        lost_node = etype == "node-failure" or (
+            etype == "exec" and exception_note.strip().startswith("node failure on "))
+        if mapped == JobState.FAILED and lost_node:
             return JobState.NODE_FAIL
         return mapped
     return JobState.UNKNOWN

@@ -14,6 +14,7 @@ job_nodes      ``flux getattr hostlist`` (instance) / ``flux jobs -n -o {nodelis
 down_nodes     ``flux resource status -o "{state} {nnodes} {ranks} {nodelist} {reason}"``:
                offline (``*``), exclude, drain/draining/drained, torpid, with the drain
                reason an administrator gave
+lost_nodes     the same query, offline brokers only (scr run's step watch)
 end_time       ``flux job timeleft`` (UINT_MAX = no limit = -1); if that subcommand is
                missing (flux-core < 0.49), the job's ``{expiration}`` via ``flux jobs``
 node_inventory ``flux resource list`` (free/allocated/down) + status reasons
@@ -184,6 +185,12 @@ class FluxResourceManager(ResourceManager):
             return {}
         return parse.down_from_status(self.cli.resource_status(), nodes)
 
+    def lost_nodes(self, nodes: Sequence[str]) -> dict[str, str]:
+        """Offline brokers among ``nodes``: one ``flux resource status`` for the step watch."""
+        if not nodes:
+            return {}
+        return parse.lost_from_status(self.cli.resource_status(), nodes)
+
     def end_time(self) -> int:
         if not (self._in_job() or self.environ.get("FLUX_URI")):
             return 0
@@ -301,7 +308,8 @@ class FluxResourceManager(ResourceManager):
                 out[jid] = JobStatus(jid, JobState.UNKNOWN,
                                      message="not known to flux jobs (purged or never existed)")
                 continue
-            state = parse.normalize_state(rec.state, rec.result, rec.exception_type)
+            state = parse.normalize_state(rec.state, rec.result, rec.exception_type,
+                                         rec.exception_note)
             msg = ": ".join(x for x in (rec.exception_type, rec.exception_note) if x)
             raw = rec.state + (f"/{rec.result}" if rec.result else "")
             out[jid] = JobStatus(jid, state, message=msg, exit_code=rec.returncode,

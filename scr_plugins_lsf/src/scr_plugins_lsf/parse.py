@@ -29,6 +29,7 @@ from scr_core.interfaces import JobState, NodeInfo
 
 __all__ = [
     "DOWN_STATUSES",
+    "LOST_STATUSES",
     "BHost",
     "BjobsRecord",
     "JsStep",
@@ -38,6 +39,7 @@ __all__ = [
     "down_from_bhosts",
     "hostfile_slots",
     "inventory",
+    "lost_from_bhosts",
     "lsb_hosts_slots",
     "mcpu_hosts_slots",
     "normalize_state",
@@ -309,6 +311,17 @@ def down_from_bhosts(hosts: Sequence[BHost], nodes: Iterable[str]) -> dict[str, 
         if h.name in wanted and h.status in DOWN_STATUSES:
             out[h.name] = f"LSF status {h.status}: {DOWN_STATUSES[h.status]}"
     return out
+
+
+#: bhosts statuses of a host a running job has lost (not an administrator's closing)
+LOST_STATUSES = ("unavail", "unreach")
+
+
+def lost_from_bhosts(hosts: Sequence[BHost], nodes: Iterable[str]) -> dict[str, str]:
+    """Nodes (of ``nodes``) LSF cannot reach -> ``"status: why"`` (the step watch's query)."""
+    wanted = set(nodes)
+    return {h.name: f"LSF status {h.status}: {DOWN_STATUSES[h.status]}"
+            for h in hosts if h.name in wanted and h.status in LOST_STATUSES}
 
 
 @dataclasses.dataclass

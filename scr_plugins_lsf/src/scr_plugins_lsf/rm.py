@@ -7,6 +7,7 @@ job_nodes      ``$LSB_DJOB_HOSTFILE`` (one line per slot), else ``$LSB_MCPU_HOST
                (setting ``launch_node``; LLNL/scr#143)
 down_nodes     ``bhosts -w NODE...``: statuses unavail, unreach, closed_Adm, closed_LIM,
                closed_Lock (see :data:`parse.DOWN_STATUSES` for why busy states are not down)
+lost_nodes     the same query, unavail and unreach only (scr run's step watch)
 end_time       ``bjobs -noheader -o time_left $LSB_JOBID`` (``-`` = no limit = -1)
 node_inventory ``bhosts -w [GROUP]`` joined with ``lshosts -w``
 submit         ``bsub [options] < script`` with ``-env "all, LSB_DJOB_COMMFAIL_ACTION=
@@ -106,6 +107,19 @@ class LsfResourceManager(ResourceManager):
         if cp.returncode != 0 and not hosts:
             raise ResourceManagerError(f"bhosts -w failed: {failed(cp)}")
         return parse.down_from_bhosts(hosts, nodes)
+
+    def lost_nodes(self, nodes: Sequence[str]) -> dict[str, str]:
+        """Hosts bhosts calls unavail/unreach: one ``bhosts -w`` for the step watch."""
+        if not nodes:
+            return {}
+        cp = self._run([self.settings.bhosts, "-w", *nodes])
+        try:
+            hosts = parse.parse_bhosts(cp.stdout)
+        except parse.LsfParseError as exc:
+            raise ResourceManagerError(f"bhosts: {exc}") from exc
+        if cp.returncode != 0 and not hosts:
+            raise ResourceManagerError(f"bhosts -w failed: {failed(cp)}")
+        return parse.lost_from_bhosts(hosts, nodes)
 
     def end_time(self) -> int:
         jid = self.job_id()

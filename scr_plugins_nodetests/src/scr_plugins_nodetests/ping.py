@@ -3,7 +3,8 @@
 ``ping -c COUNT -W WAIT NODE`` runs for up to ``ping_fanout`` nodes at once and is retried
 (``ping_tries``, default 2 as SCR did) on the nodes that did not answer, so the test takes at
 most about ``ceil(nodes / ping_fanout) * ping_tries * COUNT * WAIT`` seconds even when every
-node is dead.
+node is dead. As the step watch's ``probe`` (``NodeTestSpec(in_step=True)``) it tries once:
+the watch counts consecutive failures itself.
 
 On the ``local`` backend the nodes are virtual and have no address, so there is nothing to
 ping: the test passes every node there. That loses nothing: the local resource manager itself
@@ -53,6 +54,13 @@ class PingTest(NodeTest):
         return False, err or "no reply"
 
     def run(self, nodes: Sequence[str], job: Any) -> dict[str, str]:
+        return self._run(nodes, job, self.settings.ping_tries)
+
+    def probe(self, nodes: Sequence[str], job: Any) -> dict[str, str]:
+        """One try (the step watch counts consecutive failures itself)."""
+        return self._run(nodes, job, 1)
+
+    def _run(self, nodes: Sequence[str], job: Any, tries: int) -> dict[str, str]:
         if getattr(job.resource_manager, "name", "") == "local":
             return {}  # virtual nodes: see the module docstring
         for n in nodes:
@@ -63,7 +71,7 @@ class PingTest(NodeTest):
             return {}
         workers = max(1, min(self.settings.ping_fanout, len(todo)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for _ in range(self.settings.ping_tries):
+            for _ in range(tries):
                 answers = list(pool.map(self._ping, todo))
                 retry = []
                 for node, (ok, detail) in zip(todo, answers):
@@ -75,6 +83,5 @@ class PingTest(NodeTest):
                 todo = retry
                 if not todo:
                     break
-        tries = self.settings.ping_tries
         return {n: f"{REASON} ({detail}; {tries} {'try' if tries == 1 else 'tries'})"
                 for n, detail in why.items()}

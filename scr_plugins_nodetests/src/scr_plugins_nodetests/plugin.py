@@ -18,6 +18,8 @@ def scr_node_tests() -> list:
                         "(skipped on the local backend: virtual nodes have no address)",
             backend="scr_plugins_nodetests.ping:PingTest",
             settings="nodetests", default=True, order=10,
+            # cheap, bounded (ping -W), harmless to a running step: scr run's step watch
+            in_step=True,
         ),
         NodeTestSpec(
             name="echo",

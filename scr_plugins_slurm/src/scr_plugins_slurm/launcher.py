@@ -23,6 +23,13 @@ Killing
     0.2 s apart (srun aborts the step on a second Ctrl-C within one second; it ignores
     SIGTERM in some states), then SIGKILL after another grace period, and a last attempt
     to scancel the step that srun may have left behind.
+
+Relaunching after a node died mid-step
+    A cancelled step with a task on a dead node stays in slurmctld (holding the surviving
+    nodes' CPUs too) until Slurm declares the node down, ``SlurmdTimeout`` later (300 s by
+    default); a new step needing those CPUs would wait for it. When a step this launcher
+    cancelled is still listed, the next launch adds ``--overlap`` (measured on the lab: the
+    relaunch then starts at once; without it, it pends until the timeout).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from typing import Mapping, Sequence
@@ -173,6 +181,8 @@ class _StepFinder(threading.Thread):
         # the name matches too (srun run through a wrapper that changes the hostname)
         chosen = exact or [s for s in mine if s.name == self.expected_name]
         if len(chosen) == 1:
+            if chosen[0].nodes:
+                self.step.nodes = list(chosen[0].nodes)  # what scr run's step watch watches
             self.step.step_id = chosen[0].step_id
             return True
         return False
@@ -196,6 +206,25 @@ class SrunLauncher(Launcher):
         super().__init__(context)
         self.commands = SlurmCommands(context.settings, context.environ)
         self.settings = self.commands.settings
+        self._killed: list[str] = []  # ids of steps kill() cancelled
+
+    def _lingering(self, environ: Mapping[str, str]) -> list[str]:
+        """Steps we cancelled that slurmctld still holds: a step with a task on a dead node
+        completes only when Slurm declares that node down (SlurmdTimeout later), and until
+        then it keeps the CPUs of the surviving nodes too."""
+        if not self._killed:
+            return []
+        commands = SlurmCommands(self.settings, environ)
+        still = []
+        for step_id in self._killed:
+            try:
+                out = commands.run("scontrol", ["show", "step", "-o", step_id], check=False)
+            except ScrError:
+                continue
+            if any(s.step_id == step_id for s in parse.parse_scontrol_steps(out.stdout)):
+                still.append(step_id)
+        self._killed = still
+        return still
 
     def build_argv(
         self, args: Sequence[str], nodes: Sequence[str] | None, exclude: Sequence[str]
@@ -220,6 +249,14 @@ class SrunLauncher(Launcher):
         environ = dict(env if env is not None else self.environ)
         argv = self.build_argv(args, nodes, exclude)
         options, program = split_srun_args(argv[1:])
+        lingering = self._lingering(environ)
+        if lingering and "--overlap" not in options:
+            # the cancelled step's tasks are gone; only its bookkeeping holds the CPUs
+            argv.insert(1, "--overlap")
+            options = ["--overlap", *options]
+            print(f"scr: srun: step {','.join(lingering)} (cancelled) is still held by Slurm "
+                  "until it declares the dead node down; launching with --overlap",
+                  file=sys.stderr, flush=True)
         try:
             # stdin/stdout/stderr inherited: the user sees the step's output live
             # SIGTERM from the kernel if scr run dies (even by SIGKILL): srun then ends the step
@@ -280,6 +317,7 @@ class SrunLauncher(Launcher):
             if not step.step_id:
                 finder.lookup()  # one last look: the step may have been created just now
         if step.step_id:
+            self._killed.append(step.step_id)
             try:
                 self.kill_step_id(step.step_id)
             except ScrError:

@@ -40,6 +40,7 @@ __all__ = [
     "decode_exit_code",
     "end_time_from_job",
     "node_is_down",
+    "node_is_lost",
     "normalize_job_state",
     "parse_duration",
     "parse_sacct",
@@ -50,6 +51,7 @@ __all__ = [
     "parse_scontrol_steps",
     "parse_sinfo_down",
     "parse_sinfo_inventory",
+    "parse_sinfo_lost",
     "parse_slurm_time",
     "parse_squeue_jobs",
     "parse_squeue_steps",
@@ -368,6 +370,29 @@ def parse_sinfo_down(text: str) -> dict[str, str]:
             for n in names:
                 down.setdefault(n, _reason(state, reason))
     return down
+
+
+def node_is_lost(state: str) -> bool:
+    """Whether Slurm has given up on a node for a *running* step: DOWN, FAIL or FAILING.
+    Not responding alone (``mixed*``) is not: slurmctld sets that flag on one missed ping,
+    so a short network outage shows it, and declares the node DOWN only ``SlurmdTimeout``
+    later. Drained, powering and maintenance states are not either: a step keeps running
+    on such a node."""
+    base, flags = split_node_state(state)
+    lost = {"down", "fail", "failing"}
+    return base in lost or bool(flags & lost)
+
+
+def parse_sinfo_lost(text: str) -> dict[str, str]:
+    """``sinfo -h -N -o '%N|%T|%E'`` -> ``{node: reason}`` of the lost nodes
+    (:func:`node_is_lost`), with the reason worded as :func:`parse_sinfo_down` does."""
+    lost: dict[str, str] = {}
+    for names, (_, state, reason) in _node_lines(text, 3):
+        state = state.strip()
+        if node_is_lost(state):
+            for n in names:
+                lost.setdefault(n, _reason(state, reason))
+    return lost
 
 
 def _int_or_none(text: str) -> Optional[int]:

@@ -170,6 +170,18 @@ class SlurmResourceManager(ResourceManager):
                                    f"(the job now has {current})")
         return {n: down[n] for n in nodes if n in down}
 
+    def lost_nodes(self, nodes: Sequence[str]) -> dict[str, str]:
+        """Nodes Slurm has declared DOWN or FAIL: one ``sinfo`` for the step watch. Not
+        responding alone (one missed ping) and drained are not lost. Slurm declares a dead
+        node DOWN only after ``SlurmdTimeout`` (300 s by default), so on Slurm the watch's
+        ping probe is what finds a crash within seconds; this catches an admin's DOWN."""
+        if not nodes:
+            return {}
+        proc = self.commands.run("sinfo", ["-h", "-N", "-n", fold(list(nodes)),
+                                           "-o", parse.SINFO_DOWN_FORMAT])
+        lost = parse.parse_sinfo_lost(proc.stdout)
+        return {n: lost[n] for n in nodes if n in lost}
+
     def end_time(self) -> int:
         jid = self.job_id()
         if not jid:

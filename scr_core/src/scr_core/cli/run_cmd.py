@@ -25,10 +25,17 @@ Parameters (environment or SCR config files): SCR_ENABLE (0: run the launcher on
 and return its exit code), SCR_RUNS (runs at most; -1 unlimited; default SCR_RETRIES+1, which
 defaults to 1), SCR_MIN_NODES, SCR_RUN_SETTLE_SECONDS (pause between runs, default 5; SCR
 used 60), SCR_HALT_SECONDS, SCR_EXCLUDE_NODES, SCR_NODE_TESTS, SCR_WATCHDOG,
-SCR_WATCHDOG_TIMEOUT[_PFS], SCR_LOG_ENABLE, SCR_PREFIX, SCR_RM_RETRIES (default 3),
-SCR_RM_RETRY_SECONDS (default 2). Exports SCR_END_TIME (epoch; 0 unknown, -1 none) and
-SCR_RUN_ID to the step. With the local launcher and no allocation, a
-virtual one is made for the duration (nodes from settings 'local.nodes' or -N).
+SCR_WATCHDOG_TIMEOUT[_PFS], SCR_LOG_ENABLE, SCR_PREFIX, SCR_RM_RETRIES (default 3) and
+SCR_RM_RETRY_SECONDS (default 2, doubling): a resource-manager query that fails transiently
+is tried again. Step watch (a node dying mid-step is
+found while the step runs, the step killed and relaunched without it): SCR_WATCH (default
+1; 0 off), SCR_WATCH_INTERVAL (1 s), SCR_WATCH_FAILURES (3) and SCR_WATCH_WINDOW (5 s):
+dead after that many failed probes spanning that long (the resource manager's own "lost"
+verdict counts at once), SCR_WATCH_TESTS (default ping), SCR_RUN_KILL_GRACE_SECONDS (5: a
+killed launcher that has not exited by then is killed with its processes). Exports
+SCR_END_TIME (epoch; 0 unknown, -1 none) and SCR_RUN_ID to the step. With the local
+launcher and no allocation, a virtual one is made for the duration (nodes from settings
+'local.nodes' or -N).
 
 Exit codes:
   0   the last run exited 0 and no halt condition was active

@@ -25,6 +25,7 @@ from typing import Any, Callable
 from ..errors import EXIT_DATA, ConfigError, ControlFileError, ScrError, UsageError
 from .down_nodes import list_down_nodes
 from .should_exit import end_time_of, seconds_left, should_exit
+from .stepwatch import check_watch_params, kill_step
 
 IMMEDIATE_MARKER = "halt.immediate"
 POLL_SECONDS = 0.5
@@ -128,6 +129,7 @@ class Runner:
         self.step = None
         self.launcher = None
         self.in_postrun = False
+        self.watch_dead: dict = {}
 
     # -- parameters ---------------------------------------------------------------------------
     def runs_allowed(self) -> int | None:
@@ -192,32 +194,55 @@ class Runner:
             self.out(f"received signal {signum} again; interrupting postrun")
             interrupt(signum)  # stops the copy agents, then raises
 
-    def wait_step(self, step: Any, since: float) -> tuple:
-        """Wait for the step; return (exit code, why it was killed or '')."""
+    def wait_step(self, step: Any, since: float, watched: list | None = None) -> tuple:
+        """Wait for the step; return (exit code, why it was killed or ''). Nodes the step
+        watch declared dead are left in ``self.watch_dead``."""
+        from .stepwatch import WATCH_KILL_GRACE, StepWatch, kill_grace, watch_config
         from .watchdog import Watchdog
 
         watchdog = Watchdog.from_params(self.job)
         marker = os.path.join(self.job.dir_scr(), IMMEDIATE_MARKER)
-        while True:
-            rc = self.launcher.wait(step, timeout=POLL_SECONDS)
-            if rc is not None:
-                return rc, ""
-            why = ""
-            if self.signal_received is not None:
-                why = f"signal {self.signal_received}"
-            else:
-                try:
-                    if os.stat(marker).st_mtime >= since - 1:
-                        why = "scr_halt --immediate"
-                except FileNotFoundError:
-                    pass
-                if not why and watchdog is not None:
-                    why = watchdog.check()
-            if why:
-                self.out(f"killing the job step ({why})")
-                self.launcher.kill(step)
-                rc = self.launcher.wait(step, timeout=60)
-                return (rc if rc is not None else 137), why
+        self.watch_dead = {}
+        config = watch_config(self.job.params)
+        watch = None
+        if config.enabled and watched:
+            # the step's own nodes once the launcher knows them (srun: when its step is found)
+            watch = StepWatch(self.job, lambda: step.nodes or watched, config).start()
+        try:
+            while True:
+                rc = self.launcher.wait(step, timeout=POLL_SECONDS)
+                if rc is not None:
+                    return rc, ""
+                why = ""
+                dead = watch.dead() if watch is not None else {}
+                if dead:
+                    for n, reason in dead.items():
+                        self.out(f"node {n} is dead: {reason}")
+                        self.event("NODE_FAIL", note=f"{n}: {reason}", secs=0)
+                    self.watch_dead = dead
+                    why = f"step watch: node {','.join(dead)} dead"
+                elif self.signal_received is not None:
+                    why = f"signal {self.signal_received}"
+                else:
+                    try:
+                        if os.stat(marker).st_mtime >= since - 1:
+                            why = "scr_halt --immediate"
+                    except FileNotFoundError:
+                        pass
+                    if not why and watchdog is not None:
+                        why = watchdog.check()
+                if why:
+                    self.out(f"killing the job step ({why})")
+                    grace = kill_grace(self.job.params)
+                    if dead:  # the launcher would only wait for the dead node's tasks
+                        grace = min(grace, WATCH_KILL_GRACE)
+                    rc = kill_step(self.launcher, step, grace, self.out)
+                    if dead:  # a node failure, whatever the launcher made of the kill
+                        return 137, why
+                    return (rc if rc is not None else 137), why
+        finally:
+            if watch is not None:
+                watch.stop()
 
     def event(self, kind: str, **kw: Any) -> None:
         if self.log is not None:
@@ -240,6 +265,7 @@ class Runner:
         job.environ["SCR_END_TIME"] = str(end_time)
         runs = self.runs_allowed()
         settle = self.settle_seconds()
+        check_watch_params(job)  # a bad SCR_WATCH_* stops us before the step, not during it
         keep_down: dict = {}
         attempt = 0
         last_rc: int | None = None
@@ -293,8 +319,11 @@ class Runner:
                 since = time.time()
                 step = self.launcher.launch(args, exclude=list(keep_down), env=env)
                 self.step = step
-                rc, why = self.wait_step(step, since)
+                rc, why = self.wait_step(step, since,
+                                         watched=[n for n in nodes if n not in keep_down])
                 self.step = None
+                # the watch's dead nodes were logged as NODE_FAIL already; once down, always
+                keep_down.update(self.watch_dead)
                 last_rc = rc
                 secs = time.time() - since
                 self.event("RUN_END", note=f"run={attempt} rc={rc}" +
@@ -315,7 +344,9 @@ class Runner:
                         self.out(f"the application exited after a halt condition: {reason}")
                     break
                 # the next decision (halt before runs before nodes) is made at the loop top
-                if settle and (runs is None or attempt < runs):
+                # the settle delay gives the RM time to notice a failure; after the watch
+                # found the dead node (and the step is gone) there is nothing to wait for
+                if settle and not self.watch_dead and (runs is None or attempt < runs):
                     self.out(f"waiting {settle:g} s before deciding on a relaunch")
                     self._sleep(settle)
             self.in_postrun = True  # signals stay handled: postrun saves what the runs left
@@ -325,7 +356,9 @@ class Runner:
             if not self.in_postrun:
                 self.out("stopping after an error; postrun still saves what the runs left")
                 if self.step is not None:
-                    self.launcher.kill(self.step)
+                    from .stepwatch import kill_grace
+
+                    kill_step(self.launcher, self.step, kill_grace(job.params), self.out)
                 self.in_postrun = True
                 postrun(job, out=self.out, log=self.log)
             raise

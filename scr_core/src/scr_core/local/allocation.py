@@ -209,6 +209,13 @@ class LocalAllocation:
     def is_crashed(self, node: str) -> bool:
         return os.path.exists(os.path.join(self._node_dir(node), "crashed"))
 
+    def crashed_at(self, node: str) -> float | None:
+        """Epoch seconds of the node's crash (its marker's mtime), None while it lives."""
+        try:
+            return os.stat(os.path.join(self._node_dir(node), "crashed")).st_mtime
+        except FileNotFoundError:
+            return None
+
     def down_nodes(self) -> dict[str, str]:
         out: dict[str, str] = {}
         for n in self.nodes:

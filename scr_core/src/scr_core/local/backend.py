@@ -15,8 +15,9 @@ so ``scr local crash NODE`` kills exactly that node's tasks. Every task gets::
     SCR_LOCAL_NODE_DIR  the node's local storage directory; SCR_CNTL_BASE and SCR_CACHE_BASE
                         point there too, as /dev/shm is node-local on a real cluster
 
-Like srun, the step ends as soon as a node of the step dies (the other tasks are killed and
-the exit code is 137); with ``kill_on_bad_exit`` (default on) a task that fails ends the
+Like srun, the step ends when a node of the step dies (the other tasks are killed and the
+exit code is 137), once ``local.node_timeout`` seconds (default 30; a real RM's node timeout)
+have passed since the crash; with ``kill_on_bad_exit`` (default on) a task that fails ends the
 step too, the way an MPI job aborts.
 """
 
@@ -141,6 +142,10 @@ class LocalLauncher(Launcher):
     def _settings_flag(self, name: str, default: bool) -> bool:
         settings = self.context.settings
         return bool(getattr(settings, name, default)) if settings is not None else default
+
+    def _node_timeout(self) -> float:
+        settings = self.context.settings
+        return float(getattr(settings, "node_timeout", 0.0)) if settings is not None else 0.0
 
     def launch(
         self,
@@ -274,9 +279,15 @@ class LocalLauncher(Launcher):
         tasks: list[tuple[str, subprocess.Popen]] = step.data["tasks"]
         kill_on_bad_exit = self._settings_flag("kill_on_bad_exit", True)
         deadline = None if timeout is None else time.monotonic() + timeout
+        node_timeout = self._node_timeout()
         while True:
-            codes = [p.poll() for _, p in tasks]
-            dead_nodes = [n for n in step.nodes or () if alloc.is_crashed(n)]
+            now = time.time()
+            crashed = {n: alloc.crashed_at(n) for n in step.nodes or ()}
+            dead_nodes = [n for n, at in crashed.items()
+                          if at is not None and at + node_timeout <= now]
+            # a crashed node's tasks did not "exit": like srun, the step learns of the
+            # crash only when the node times out (the tasks count as running until then)
+            codes = [None if crashed.get(node) is not None else p.poll() for node, p in tasks]
             failed = [c for c in codes if c not in (None, 0)]
             if dead_nodes:
                 print(f"scr: local: node failure on {','.join(dead_nodes)}; "

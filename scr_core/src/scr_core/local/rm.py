@@ -45,6 +45,13 @@ class LocalResourceManager(ResourceManager):
         alloc = self._alloc()
         return alloc.end_time if alloc else 0
 
+    def lost_nodes(self, nodes: Sequence[str]) -> dict[str, str]:
+        """Crashed virtual nodes: one file check per node, fit for the step watch."""
+        alloc = self._alloc()
+        if alloc is None:
+            return {}
+        return {n: "Not responding (node crashed)" for n in nodes if alloc.is_crashed(n)}
+
     def start_time(self) -> float:
         alloc = self._alloc()
         return alloc.created if alloc else 0

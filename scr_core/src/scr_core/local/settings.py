@@ -24,6 +24,14 @@ class LocalSettings(BaseModel):
     kill_on_bad_exit: bool = Field(
         True, description="end the whole step when one task exits non-zero (as an MPI abort)"
     )
+    node_timeout: float = Field(
+        30.0, ge=0,
+        description="seconds after a virtual node crashes before the launcher ends the step "
+                    "it was in, as a real resource manager's node timeout does (Slurm's "
+                    "SlurmdTimeout; 300 s by default there); 0 ends it at once. scr run's "
+                    "step watch (SCR_WATCH) does not wait for it",
+        json_schema_extra={"env": "SCR_LOCAL_NODE_TIMEOUT"},
+    )
     shrink: bool = Field(
         True, description="when nodes were excluded after a failure and fewer than -N remain, "
                           "run on the remaining ones instead of failing the launch"
