@@ -371,9 +371,10 @@ def test_transient_rm_failure_is_retried_and_the_job_goes_on(tmp_path, monkeypat
     flaky = _FlakyQueries(monkeypatch, [2],
                           ResourceManagerError("sinfo did not answer within 30 s"))
     _job, runner, lines, _alloc, prefix = _runner(
-        # no step watch (issue 17): the node failure is found by the query after the step
+        # no step watch (issue 17): the node failure is found by the query after the step,
+        # which the local launcher ends at once (no node timeout)
         tmp_path, {"SCR_RUNS": "2", "SCR_MIN_NODES": "2", "SCR_RM_RETRY_SECONDS": "0",
-                   "SCR_WATCH": "0"},
+                   "SCR_WATCH": "0", "SCR_LOCAL_NODE_TIMEOUT": "0"},
         ["-N", "3", *DEMO, "--steps", "30", "--crash-node-at-step", "12"])
     rc = runner.run()
     text = "\n".join(lines)
