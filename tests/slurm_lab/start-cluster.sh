@@ -58,7 +58,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${LAB_AUTH:=munge}"                  # munge | none (auth/none + cred/none: no munged
                                         # needed; insecure, single-user test machines only)
 : "${LAB_INSTALL:=auto}"                # auto: apt-get install what is missing; 0: never
-: "${LAB_EXTRA_PKGS=openmpi-bin libopenmpi-dev pdsh clustershell}"
+: "${LAB_EXTRA_PKGS=openmpi-bin libopenmpi-dev mpich libmpich-dev pdsh clustershell}"
                                         # what scr's MPI / remote-exec tests need; set it
                                         # empty to install only Slurm
 : "${LAB_ETC_LINK:=1}"                  # loopback: symlink /etc/slurm/slurm.conf

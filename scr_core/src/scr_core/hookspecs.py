@@ -36,9 +36,9 @@ Example::
 
     @hookimpl
     def scr_launchers():
-        return [LauncherSpec(name="mpiexec", description="MPICH hydra",
-                             backend="scr_plugins_mysite.launch:Mpiexec",
-                             commands=("mpiexec",))]
+        return [LauncherSpec(name="aprun", description="Cray ALPS aprun",
+                             backend="scr_plugins_mysite.launch:Aprun",
+                             commands=("aprun",))]
 """
 
 from __future__ import annotations

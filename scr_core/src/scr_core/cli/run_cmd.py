@@ -17,6 +17,7 @@ Usage as SCR's scr_run: put the launcher word first, then its arguments and the 
   scr run srun -N4 ./app arg            scr_srun -N4 ./app arg
   scr run local -N 4 python -m scr_core.demo
   scr run jsrun -n8 -rc './app' -rs './app --restart SCR_CKPT_NAME'
+  scr run mpirun -np 8 ./app            scr_mpirun -np 8 ./app   (also: scr run mpiexec)
 -rc/--run-cmd CMD   the program (tokenised like a shell, without a shell)
 -rs/--restart-cmd   used instead of -rc when a checkpoint exists; SCR_CKPT_NAME is replaced
                     by the current checkpoint's name (scr_have_restart, else index.scr)
@@ -64,7 +65,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-nodes", type=int, help="same as SCR_MIN_NODES")
     parser.add_argument("--settle", type=float, help="same as SCR_RUN_SETTLE_SECONDS")
     parser.add_argument("-p", "--prefix", help="SCR prefix directory (default $SCR_PREFIX or .)")
-    parser.add_argument("launcher", help="launcher word: srun, jsrun, lrun, flux, local, ...")
+    parser.add_argument("launcher", help="launcher word: srun, jsrun, lrun, flux, mpirun, "
+                                         "mpiexec, local, ...")
     parser.add_argument("args", nargs=argparse.REMAINDER,
                         help="launcher arguments and program, -rc/-rs")
     parser.epilog = EPILOG

@@ -28,6 +28,12 @@ def scr_prefix(environ: Mapping[str, str]) -> str:
     return os.getcwd()
 
 
+def _has_one_node_launch(reg: Any) -> bool:
+    from ..interfaces import Launcher
+
+    return reg.spec.load().one_node_argv is not Launcher.one_node_argv
+
+
 def _expand(value: str, environ: Mapping[str, str]) -> str:
     import re
 
@@ -141,13 +147,20 @@ class JobEnv:
 
     def _hinted_launcher(self) -> str | None:
         """The launcher plugin named by the hint, or None (no hint, or no plugin claims it:
-        then node checks fall back to ssh rather than failing on a compatibility flag)."""
+        then node checks fall back to ssh rather than failing on a compatibility flag). A
+        launcher without a one-node launch (mpirun) gives way to the launcher the
+        environment detects (srun inside Slurm), else None."""
         if not self.launcher_hint:
             return None
         try:
-            return self.registry.launcher_for_command(self.launcher_hint).spec.name
+            reg = self.registry.launcher_for_command(self.launcher_hint)
         except ScrError:
             return None
+        if _has_one_node_launch(reg):
+            return reg.spec.name
+        detected = [r for r in self.registry.detected("launcher", self.environ)
+                    if _has_one_node_launch(r)]
+        return max(detected, key=lambda r: r.spec.priority).spec.name if detected else None
 
     @functools.cached_property
     def remote_executor(self) -> RemoteExecutor:
