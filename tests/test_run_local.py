@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -153,22 +152,6 @@ def test_watchdog_does_not_kill_a_job_before_its_first_checkpoint(scr_env, prefi
                                    "--ckpt-every", "15"])
     assert r.returncode == 0, r.stdout + r.stderr
     assert "watchdog" not in r.stderr
-
-
-def test_sigterm_stops_step_runs_postrun_and_exits_143(scr_env, prefix):
-    # run scr run directly (not through alloc) to signal it
-    proc = subprocess.Popen(scr("run", "local", "-N", "2", *DEMO, "--steps", "4000"),
-                            env=dict(scr_env, SCR_LOCAL_NODES="2"), cwd=prefix,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        _wait_for_checkpoint(prefix)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 143, out
-    assert "received signal 15" in out
-    assert "postrun:" in out
 
 
 def test_unlimited_runs_are_bounded_by_halt(scr_env, prefix):

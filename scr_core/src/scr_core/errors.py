@@ -21,6 +21,15 @@ returns 1 ("the application failed") on one: every error has one of the codes 2-
 
 Plugins raise these with a message about their local context, chaining the
 cause: ``raise ResourceManagerError("sinfo failed: ...") from exc``.
+
+Transient errors: an error whose ``transient`` attribute is true may succeed when tried
+again (a resource-manager client that timed out or could not reach its controller). The
+core retries resource-manager *queries* that raise one, with a bounded backoff
+(``SCR_RM_RETRIES``, ``SCR_RM_RETRY_SECONDS``; :mod:`scr_core.rm_retry`), so plugins never
+retry themselves. A :class:`ResourceManagerError` is transient unless raised with
+``transient=False`` (do that when trying again cannot help: the client is not installed,
+its output cannot be parsed); every other error is not, unless raised with
+``transient=True``.
 """
 
 from __future__ import annotations
@@ -48,9 +57,18 @@ COMMON_EXIT_CODES = {
 
 
 class ScrError(Exception):
-    """Base of every error scr reports to a user; ``exit_code`` is what the CLI returns."""
+    """Base of every error scr reports to a user; ``exit_code`` is what the CLI returns.
+
+    ``transient`` (class default, or ``transient=`` when raising): trying again may succeed.
+    """
 
     exit_code = EXIT_FAILURE
+    transient = False
+
+    def __init__(self, *args: object, transient: bool | None = None) -> None:
+        super().__init__(*args)
+        if transient is not None:
+            self.transient = transient
 
 
 class UsageError(ScrError):
@@ -80,7 +98,9 @@ class JobEnvironmentError(ScrError):
 
 
 class ResourceManagerError(JobEnvironmentError):
-    """A resource-manager query or command failed."""
+    """A resource-manager query or command failed (transient unless said otherwise)."""
+
+    transient = True
 
 
 class LaunchError(ScrError):

@@ -19,6 +19,17 @@ functions read only the environment mapping they are given: no subprocess, no fi
 
 Hook implementations must not declare default-valued parameters (pluggy never passes them).
 
+Errors: backends raise :class:`scr_core.errors.ScrError` subclasses. A resource-manager query
+that may succeed when asked again (the controller timed out or was unreachable) raises a
+*transient* error: any ``ResourceManagerError`` is, unless raised with ``transient=False``
+(say so when retrying cannot help: a missing client, output that cannot be parsed). The core
+tries transient queries again with a bounded backoff (:mod:`scr_core.rm_retry`,
+``SCR_RM_RETRIES``, ``SCR_RM_RETRY_SECONDS``): a plugin never retries on its own.
+
+Processes: a launcher whose ``launch`` starts a local process (srun, jsrun, flux) passes
+``preexec_fn=scr_core.client_commands.die_with_parent()`` so that the step ends with
+``scr run`` even when ``scr run`` is killed with SIGKILL.
+
 Example::
 
     from scr_core.hookspecs import hookimpl, LauncherSpec

@@ -10,9 +10,12 @@ Conventions shared by every backend:
 * Node lists are ``list[str]`` in the resource manager's order; never comma strings.
 * Times are epoch seconds. ``end_time()`` returns 0 when unknown and -1 when unlimited.
 * Subprocesses are started from argv lists, never through a shell.
-* Failures raise :class:`~scr_core.errors.ScrError` subclasses with the cause chained.
-  Any other exception is taken for a bug: the command exits 8 (internal error) with one
-  line naming the plugin (``SCR_DEBUG=2`` prints the traceback).
+* Failures raise :class:`~scr_core.errors.ScrError` subclasses with the cause chained. A
+  resource-manager query that may work when asked again raises a *transient* error (every
+  ``ResourceManagerError`` unless raised with ``transient=False``); the core retries it
+  (:mod:`scr_core.rm_retry`), the backend does not. Any other exception is taken for a
+  bug: the command exits 8 (internal error) with one line naming the plugin
+  (``SCR_DEBUG=2`` prints the traceback).
 """
 
 from __future__ import annotations
@@ -127,6 +130,10 @@ class ResourceManager(abc.ABC):
     Required: :meth:`job_id`, :meth:`job_nodes`, :meth:`down_nodes`, :meth:`end_time`.
     Optional (Pavilion's batch lifecycle): :meth:`node_inventory`, :meth:`submit`,
     :meth:`status`, :meth:`cancel`.
+
+    The queries (:data:`scr_core.rm_retry.QUERIES`: the four required ones,
+    :meth:`node_inventory`, :meth:`status`) are tried again by the core when they raise a
+    transient error; :meth:`submit` and :meth:`cancel` never are.
     """
 
     name: str = "unknown"

@@ -111,6 +111,10 @@ DEFAULTS: dict[str, ParamInfo] = {
             "5",
             "pause between job steps for the RM to settle (SCR hard-coded 60 s)",
         ),
+        ParamInfo("SCR_RM_RETRIES", "3",
+                  "times a resource-manager query that failed transiently is tried again"),
+        ParamInfo("SCR_RM_RETRY_SECONDS", "2",
+                  "wait before the first retry of a resource-manager query (doubles each time)"),
         ParamInfo("SCR_WATCH", "1", "0 turns off the in-step health watch of scr run"),
         ParamInfo("SCR_WATCH_INTERVAL", "1", "seconds between the watch's probe rounds"),
         ParamInfo(

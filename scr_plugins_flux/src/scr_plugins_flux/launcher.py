@@ -23,7 +23,7 @@ import subprocess
 from typing import Any, Mapping, Sequence
 
 from scr_core.client_commands import describe_failure as failed
-from scr_core.client_commands import stop_process, wait_code
+from scr_core.client_commands import die_with_parent, stop_process, wait_code
 from scr_core.errors import LaunchError, ScrError
 from scr_core.hostlist import fold
 from scr_core.interfaces import JobStep, Launcher
@@ -120,7 +120,8 @@ class FluxRunLauncher(Launcher):
             raise LaunchError(f"flux submit: {exc}") from exc
         attach = self.attach_argv(args, str(jobid))
         try:
-            proc = subprocess.Popen(attach, env=environ)
+            proc = subprocess.Popen(attach, env=environ,
+                                    preexec_fn=die_with_parent())  # ends with scr run
         except OSError as exc:
             # the job exists but nobody watches it: do not leave it running
             try:

@@ -23,7 +23,7 @@ import time
 from typing import Any, Mapping, Sequence
 
 from scr_core.client_commands import describe_failure as failed
-from scr_core.client_commands import stop_process, wait_code
+from scr_core.client_commands import die_with_parent, stop_process, wait_code
 from scr_core.errors import LaunchError, ScrError
 from scr_core.interfaces import JobStep, Launcher
 
@@ -90,7 +90,8 @@ class _JsmLauncher(Launcher):
         data: dict = {}
         self._before_launch(data)
         try:
-            proc = subprocess.Popen(argv, env=dict(env if env is not None else self.environ))
+            proc = subprocess.Popen(argv, env=dict(env if env is not None else self.environ),
+                                    preexec_fn=die_with_parent())  # ends with scr run
         except OSError as exc:
             raise LaunchError(f"cannot start {argv[0]}: {exc}") from exc
         step = JobStep(argv=argv, process=proc, nodes=list(nodes) if nodes else None,

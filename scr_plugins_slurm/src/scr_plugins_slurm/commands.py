@@ -64,7 +64,7 @@ class SlurmCommands:
         except FileNotFoundError as exc:
             raise ResourceManagerError(
                 f"{name}: command not found ({argv[0]}); set 'slurm.{name}' in the settings "
-                "or fix PATH") from exc
+                "or fix PATH", transient=False) from exc
         except subprocess.TimeoutExpired as exc:
             raise ResourceManagerError(
                 f"{name} did not answer within {limit:g} s: {' '.join(argv)}") from exc

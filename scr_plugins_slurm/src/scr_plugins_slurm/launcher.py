@@ -44,6 +44,7 @@ import threading
 import time
 from typing import Mapping, Sequence
 
+from scr_core.client_commands import die_with_parent
 from scr_core.errors import LaunchError, ScrError, UsageError
 from scr_core.hostlist import expand, fold, unique
 from scr_core.interfaces import BackendContext, JobStep, Launcher
@@ -258,7 +259,8 @@ class SrunLauncher(Launcher):
                   file=sys.stderr, flush=True)
         try:
             # stdin/stdout/stderr inherited: the user sees the step's output live
-            proc = subprocess.Popen(argv, env=environ)
+            # SIGTERM from the kernel if scr run dies (even by SIGKILL): srun then ends the step
+            proc = subprocess.Popen(argv, env=environ, preexec_fn=die_with_parent())
         except OSError as exc:
             raise LaunchError(f"srun launcher: cannot start {argv[0]}: {exc}") from exc
         _, all_excluded = _take_excludes(options)

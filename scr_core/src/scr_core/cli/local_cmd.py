@@ -16,7 +16,7 @@ import sys
 import time
 
 from ..errors import JobEnvironmentError, UsageError
-from ..local.allocation import ENV_DIR, FAULTS, LocalAllocation
+from ..local.allocation import ENV_DIR, FAULTS, LocalAllocation, default_base, sweep_stale
 from ..units import parse_duration
 
 
@@ -50,14 +50,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.epilog = ("The allocation is $SCR_LOCAL_DIR (set by 'scr local alloc' and "
                      "'scr run local').\n"
                      "Exit codes: alloc returns the command's exit code (128+N if killed by "
-                     "signal N); others 0 ok, 2 usage (unknown node), 5 no current allocation.")
+                     "signal N); others 0 ok, 2 usage (unknown node), 5 no current allocation (or "
+                     "a stale one: its owner was killed; it is then cleaned up).\n"
+                     "Every scr local command first cleans stale allocations in the default "
+                     "base: their tasks are stopped and their directories removed.")
 
 
 def _current() -> LocalAllocation:
     path = os.environ.get(ENV_DIR)
     if not path:
         raise JobEnvironmentError(f"no current local allocation: {ENV_DIR} is not set")
-    return LocalAllocation(path)
+    alloc = LocalAllocation(path)
+    if alloc.is_stale():
+        sweep_stale(os.path.dirname(alloc.path))
+        raise JobEnvironmentError(
+            f"local allocation {alloc.job_id} is stale: its owner (pid {alloc.owner_pid}) is "
+            "gone; its tasks were stopped and it was removed")
+    return alloc
 
 
 def _strip_dashes(cmd: list[str]) -> list[str]:
@@ -66,8 +75,9 @@ def _strip_dashes(cmd: list[str]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "alloc":
-        return _alloc(args)
+        return _alloc(args)  # a new allocation cleans the stale ones in its base first
     alloc = _current()
+    sweep_stale(default_base())  # allocations whose owner was killed (SIGKILL) go
     if args.action == "status":
         print(alloc.describe())
     elif args.action == "down":
@@ -119,7 +129,7 @@ def _exec_with_fault(alloc: LocalAllocation, node: str, cmd: list[str]) -> int:
 def _alloc(args: argparse.Namespace) -> int:
     names = LocalAllocation.node_names(args.nodes)
     limit = parse_duration(args.time) if args.time else None
-    alloc = LocalAllocation.create(names, time_limit=limit, base=args.base)
+    alloc = LocalAllocation.create(names, time_limit=limit, base=args.base, owned=True)
     cmd = _strip_dashes(args.command) or [os.environ.get("SHELL", "/bin/sh")]
     env = dict(os.environ, **{ENV_DIR: alloc.path})
     print(f"scr local: granted allocation {alloc.job_id} ({','.join(names)})", file=sys.stderr)

@@ -213,8 +213,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         _traceback_if_debug()
         print(f"{_name(prog, chosen)}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or client_commands.Interrupted by signal N
+        return 128 + getattr(exc, "signum", 2)
     except BrokenPipeError:
         return 0
     except Exception as exc:  # the barrier: a bug must not read as "continue" or "failed"

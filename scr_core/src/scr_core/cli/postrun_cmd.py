@@ -27,7 +27,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                      "Exit codes: 0 nothing needed saving or everything needed was saved, "
                      "1 a dataset that needed saving was not saved (named on stderr with its "
                      "missing ranks, files and nodes), 3 configuration, 4 plugins, "
-                     "5 not in an allocation or RM failure, 6 corrupt control file.")
+                     "5 not in an allocation or RM failure, 6 corrupt control file, 128+N "
+                     "stopped by signal N (SIGHUP, SIGINT, SIGTERM: the copy agents are "
+                     "stopped, nothing they were copying is marked complete).")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,5 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
         log = ScrLog(job.prefix, job.job_id(), user=job.user())
     show = sys.stderr.isatty() if args.progress is None else args.progress
-    ok = postrun(job, out=out, log=log, progress=sys.stderr.write if show else None)
+    from ..client_commands import interrupt_on_signals
+
+    with interrupt_on_signals():  # a signal stops the copy agents too (exit 128+N)
+        ok = postrun(job, out=out, log=log, progress=sys.stderr.write if show else None)
     return 0 if ok else 1

@@ -26,7 +26,9 @@ Parameters (environment or SCR config files): SCR_ENABLE (0: run the launcher on
 and return its exit code), SCR_RUNS (runs at most; -1 unlimited; default SCR_RETRIES+1, which
 defaults to 1), SCR_MIN_NODES, SCR_RUN_SETTLE_SECONDS (pause between runs, default 5; SCR
 used 60), SCR_HALT_SECONDS, SCR_EXCLUDE_NODES, SCR_NODE_TESTS, SCR_WATCHDOG,
-SCR_WATCHDOG_TIMEOUT[_PFS], SCR_LOG_ENABLE, SCR_PREFIX. Step watch (a node dying mid-step is
+SCR_WATCHDOG_TIMEOUT[_PFS], SCR_LOG_ENABLE, SCR_PREFIX, SCR_RM_RETRIES (default 3) and
+SCR_RM_RETRY_SECONDS (default 2, doubling): a resource-manager query that fails transiently
+is tried again. Step watch (a node dying mid-step is
 found while the step runs, the step killed and relaunched without it): SCR_WATCH (default
 1; 0 off), SCR_WATCH_INTERVAL (1 s), SCR_WATCH_FAILURES (3) and SCR_WATCH_WINDOW (5 s):
 dead after that many failed probes spanning that long (the resource manager's own "lost"
@@ -44,8 +46,14 @@ Exit codes:
   12  the runs succeeded but postrun could not save a needed dataset
   6   the halt file cannot be read (corrupt): stopped, not relaunched, after postrun
   2-8 usage, configuration (also an unusable SCR_PREFIX), plugin, environment, data,
-      not-supported, internal errors (see scr --help); never 1 for an error
-  130/143  stopped by SIGINT/SIGTERM (the step is killed, postrun still runs)
+      not-supported, internal errors (see scr --help); never 1 for an error. Once the runs
+      started, an error (e.g. 5: the resource manager still failed after SCR_RM_RETRIES
+      retries, waiting SCR_RM_RETRY_SECONDS, doubled each time) ends them after postrun.
+  129/130/143  stopped by SIGHUP/SIGINT/SIGTERM (the step is killed, postrun still runs;
+      a second signal interrupts postrun and stops its copy agents)
+SIGKILL cannot be handled: the step still dies with scr run (srun, jsrun, flux get SIGTERM
+from the kernel; the local launcher's tasks are stopped by a watcher process), and a
+virtual allocation made for the run is removed.
 The application's SCR_Finalize (ExitReason SCR_FINALIZE_CALLED in halt.scr) stops the runs
 of this allocation, as in SCR; scr run clears it when it starts (a new allocation runs).
 With SCR_ENABLE=0: the launcher's own exit code."""
@@ -123,7 +131,10 @@ def _implicit_allocation(environ: dict, launcher_args: list):  # -> LocalAllocat
     from ..units import parse_duration
 
     alloc = LocalAllocation.create(names, time_limit=parse_duration(str(limit)) if limit
-                                   else None)
+                                   else None, owned=True)
+    from ..local import lifeline
+
+    lifeline.ensure(alloc.path, remove=True)  # removed with its tasks even if we are killed
     print(f"scr run: made local allocation {alloc.job_id} of {len(names)} virtual nodes "
           f"({','.join(names)}) at {alloc.path}", file=sys.stderr, flush=True)
     return alloc

@@ -45,10 +45,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "in the index; or another scavenge of it is running: then it is left to that one), "
         "2 usage, 3 configuration, 4 plugins, 5 not in an allocation or RM "
         "failure, 6 corrupt control file (also when a dataset was not saved because one of "
-        "its filemaps is corrupt or claims impossible values: the file is named).")
+        "its filemaps is corrupt or claims impossible values: the file is named), 128+N "
+        "stopped by signal N (SIGHUP, SIGINT, SIGTERM: the copy agents are stopped, nothing "
+        "they were copying is marked complete).")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..client_commands import interrupt_on_signals
+
+    with interrupt_on_signals():  # a signal stops the copy agents too (exit 128+N)
+        return _scavenge(args)
+
+
+def _scavenge(args: argparse.Namespace) -> int:
     from ..engine.scavenge import pick_nodes, scavenge_dataset
     from ..errors import EXIT_DATA, UsageError
     from ..hostlist import expand

@@ -124,10 +124,14 @@ class JobEnv:
     # -- backends -----------------------------------------------------------------------------
     @functools.cached_property
     def resource_manager(self) -> ResourceManager:
+        """The selected resource manager; its queries are tried again on transient errors
+        (:mod:`scr_core.rm_retry`)."""
         reg = self.registry.select(
             "resource_manager", self._rm_choice,
             setting=self.settings.get_raw("core", "resource_manager"), environ=self.environ)
-        return self._build(reg)
+        from ..rm_retry import with_retries
+
+        return with_retries(self._build(reg), self.params)
 
     def launcher(self, command: str | None = None) -> Launcher:
         """The launcher for a launcher word (``srun``), or the selected/detected one."""

@@ -7,7 +7,9 @@ Differences from SCR, on purpose: ``SCR_RUNS=-1`` really is unlimited; the settl
 parameter (``SCR_RUN_SETTLE_SECONDS``) instead of a hard-coded 60 s; the run command is
 tokenised like a shell would (without a shell); the restart command gets ``SCR_CKPT_NAME``
 replaced by the current checkpoint; the exit code says what happened (:class:`Outcome`);
-output streams live; SIGTERM/SIGINT stop the step and still run postrun.
+output streams live; SIGTERM/SIGINT/SIGHUP stop the step and still run postrun; so does an
+error once the runs started (a resource manager that keeps failing, after the retries of
+:mod:`scr_core.rm_retry`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from .stepwatch import check_watch_params, kill_step
 
 IMMEDIATE_MARKER = "halt.immediate"
 POLL_SECONDS = 0.5
+#: signals that stop the step (postrun still runs; exit 128+N); SIGHUP too: a lost terminal
+#: or ssh session must not leave the ranks running in their own process groups
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class Outcome:
@@ -39,7 +44,7 @@ class Outcome:
     POSTRUN_FAILED = 12  # the runs succeeded but postrun could not save a needed dataset
     HALT_FILE_CORRUPT = EXIT_DATA  # halt.scr cannot be read: stopped (after postrun) rather
     #                                than relaunch without knowing whether a halt was asked
-    # 128+N: stopped by signal N (SIGINT 130, SIGTERM 143) after postrun
+    # 128+N: stopped by signal N (SIGHUP 129, SIGINT 130, SIGTERM 143) after postrun
 
 
 @dataclasses.dataclass
@@ -123,6 +128,7 @@ class Runner:
         self.signal_received: int | None = None
         self.step = None
         self.launcher = None
+        self.in_postrun = False
         self.watch_dead: dict = {}
 
     # -- parameters ---------------------------------------------------------------------------
@@ -179,7 +185,14 @@ class Runner:
     def _handle_signal(self, signum: int, _frame: Any) -> None:
         if self.signal_received is None:
             self.signal_received = signum
-            self.out(f"received signal {signum}; stopping the job step")
+            self.out(f"received signal {signum}; " +
+                     ("postrun goes on (a second signal interrupts it)" if self.in_postrun
+                      else "stopping the job step"))
+        elif self.in_postrun:
+            from ..client_commands import interrupt
+
+            self.out(f"received signal {signum} again; interrupting postrun")
+            interrupt(signum)  # stops the copy agents, then raises
 
     def wait_step(self, step: Any, since: float, watched: list | None = None) -> tuple:
         """Wait for the step; return (exit code, why it was killed or ''). Nodes the step
@@ -257,8 +270,9 @@ class Runner:
         attempt = 0
         last_rc: int | None = None
         outcome: int | None = None
-        old_handlers = {s: signal.signal(s, self._handle_signal)
-                        for s in (signal.SIGTERM, signal.SIGINT)}
+        old_handlers = {s: signal.signal(s, self._handle_signal) for s in STOP_SIGNALS}
+        from .postrun import postrun
+
         try:
             while True:
                 down = list_down_nodes(job, nodes, down=list(keep_down))
@@ -335,12 +349,22 @@ class Runner:
                 if settle and not self.watch_dead and (runs is None or attempt < runs):
                     self.out(f"waiting {settle:g} s before deciding on a relaunch")
                     self._sleep(settle)
+            self.in_postrun = True  # signals stay handled: postrun saves what the runs left
+            post_ok = postrun(job, out=self.out, log=self.log)
+        except ScrError:
+            # an error ends the job (the CLI reports it), but the cache is still saved
+            if not self.in_postrun:
+                self.out("stopping after an error; postrun still saves what the runs left")
+                if self.step is not None:
+                    from .stepwatch import kill_grace
+
+                    kill_step(self.launcher, self.step, kill_grace(job.params), self.out)
+                self.in_postrun = True
+                postrun(job, out=self.out, log=self.log)
+            raise
         finally:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
-        from .postrun import postrun
-
-        post_ok = postrun(job, out=self.out, log=self.log)
         if self.signal_received is not None:
             return 128 + self.signal_received
         if outcome is None:

@@ -688,8 +688,11 @@ def dataset_lock(prefix: str, dataset_id: int, out: Out | None = None) -> Iterat
                 out(f"dataset {dataset_id}: cannot lock {path} ({exc.strerror}); going on "
                     "without the lock")
         else:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.uname().nodename} pid {os.getpid()}\n".encode(), 0)
+            try:  # who holds it: only for the message of a second scavenge
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.uname().nodename} pid {os.getpid()}\n".encode(), 0)
+            except OSError:  # a full prefix (ENOSPC): the lock holds all the same
+                pass
         yield
     finally:
         os.close(fd)  # releases the lock

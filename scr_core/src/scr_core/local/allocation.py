@@ -3,7 +3,8 @@
 An allocation is a directory (``$SCR_LOCAL_DIR``, made by ``scr local alloc`` or implicitly
 by ``scr run local``) holding::
 
-    allocation.json          job id, node names (in order), end time, creation time
+    allocation.json          job id, node names (in order), end time, creation time, and
+                             the owner (pid and start time) when a process owns it
     nodes/<node>/shm/        the node's "node-local storage" (what /dev/shm is on a cluster)
     nodes/<node>/down        present when the node is down; its text is the reason
     nodes/<node>/crashed     present when the node is dead: unreachable, its tasks killed
@@ -12,6 +13,12 @@ by ``scr run local``) holding::
 
 Everything is plain files so that several processes (scr run, scr local crash, the tasks
 themselves) agree without a daemon. Writes are atomic (temp + rename).
+
+An allocation made by ``scr local alloc`` or implicitly by ``scr run local`` is *owned* by
+that process: if the owner is gone (killed with SIGKILL, so it could not clean up) the
+allocation is *stale*. Its task groups are stopped and its directory removed by the
+owner's lifeline at once (:mod:`scr_core.local.lifeline`), else by :func:`sweep_stale`,
+which every ``scr local`` command and every new allocation run on their base directory.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ FAULTS = ("hang", "fail", "garbage")
 
 
 _SIGKILL = 9  # signal.SIGKILL on every POSIX system (signal is not imported for it)
+_SIGTERM = 15
 
 def _atomic_write(path: str, text: str) -> None:
     import tempfile
@@ -99,6 +107,14 @@ class LocalAllocation:
         self.job_id, self.nodes, self.end_time, self.created = _checked_meta(meta, meta_path)
         #: membership tests (every launch checks every node: a list made it quadratic)
         self.node_set: frozenset[str] = frozenset(self.nodes)
+        # the owning process (scr local alloc, an implicit scr run local), if any; a value
+        # that is not a pid makes the allocation unowned, never stale
+        owner = meta.get("owner")
+        pid = owner.get("pid") if isinstance(owner, dict) else None
+        owned = isinstance(pid, int) and not isinstance(pid, bool) and pid > 0
+        self.owner_pid: int | None = pid if owned else None
+        start = owner.get("start") if owned else None  # type: ignore[union-attr]
+        self.owner_start: int | None = start if isinstance(start, int) else None
 
     # -- creation ----------------------------------------------------------------------------
     @classmethod
@@ -108,7 +124,10 @@ class LocalAllocation:
         time_limit: float | None = None,
         base: str | None = None,
         job_id: str | None = None,
+        owned: bool = False,
     ) -> LocalAllocation:
+        """A new allocation in ``base``; ``owned``: this process owns it (it is stale once
+        this process is gone). Stale allocations in ``base`` are cleaned first."""
         from ..hostlist import validate_node_name
 
         names = [validate_node_name(n) for n in nodes]
@@ -118,6 +137,7 @@ class LocalAllocation:
             raise UsageError("node names of a local allocation must be unique")
         base = base or default_base()
         os.makedirs(base, mode=0o700, exist_ok=True)
+        sweep_stale(base)
         import tempfile
 
         path = tempfile.mkdtemp(prefix="alloc.", dir=base)
@@ -127,7 +147,9 @@ class LocalAllocation:
         for n in names:
             os.makedirs(os.path.join(path, "nodes", n, "shm"))
             os.makedirs(os.path.join(path, "nodes", n, "pgids"))
-        meta = {"job_id": job_id, "nodes": names, "end_time": end, "created": now}
+        meta: dict = {"job_id": job_id, "nodes": names, "end_time": end, "created": now}
+        if owned:
+            meta["owner"] = {"pid": os.getpid(), "start": _start_ticks(os.getpid())}
         _atomic_write(os.path.join(path, "allocation.json"), json.dumps(meta, indent=1))
         return cls(path)
 
@@ -243,6 +265,43 @@ class LocalAllocation:
                 pass
         return count
 
+    def group_owner(self, node: str, pgid: int) -> int | None:
+        """Pid of the process that launched task group ``pgid`` on ``node`` (None: unknown)."""
+        try:
+            with open(os.path.join(self._node_dir(node), "pgids", str(pgid))) as fh:
+                return int(fh.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def stop_tasks(self, owner: int | None = None, grace: float = 3.0) -> int:
+        """Stop the task groups launched by ``owner`` (None: by anyone): SIGTERM, SIGKILL
+        after ``grace`` seconds. Only groups that still hold a process of this allocation
+        (``SCR_LOCAL_DIR`` in its environment) are signalled: a recorded group id may have
+        been reused since. Returns how many groups were stopped."""
+        groups = [(n, g) for n in self.nodes for g in self.node_groups(n)
+                  if owner is None or self.group_owner(n, g) == owner]
+        ours = _groups_with_marker({g for _, g in groups}, f"{ENV_DIR}={self.path}")
+        for _node, pgid in groups:
+            if pgid in ours:
+                _killpg(pgid, _SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_group_alive(g) for g in ours):
+            time.sleep(0.05)
+        for node, pgid in groups:
+            if pgid in ours and _group_alive(pgid):
+                _killpg(pgid, _SIGKILL)
+            self.unregister_group(node, pgid)
+        return len(ours)
+
+    def is_stale(self) -> bool:
+        """True when the allocation has an owner and that process is gone."""
+        if self.owner_pid is None:
+            return False
+        start = _start_ticks(self.owner_pid)
+        if start is None:
+            return not _pid_exists(self.owner_pid)
+        return self.owner_start is not None and start != self.owner_start
+
     def describe(self) -> str:
         down = self.down_nodes()
         lines = [f"local allocation {self.job_id} at {self.path}"]
@@ -264,3 +323,91 @@ def current_allocation(environ: Mapping[str, str] | None = None) -> LocalAllocat
     env = os.environ if environ is None else environ
     path = env.get(ENV_DIR)
     return LocalAllocation(path) if path else None
+
+
+def sweep_stale(base: str) -> list[str]:
+    """Clean every stale allocation (owner gone) in ``base``: stop its task groups, remove
+    its directory. Returns their job ids."""
+    import shutil
+
+    cleaned = []
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return cleaned
+    for name in names:
+        if not name.startswith("alloc."):
+            continue
+        try:
+            alloc = LocalAllocation(os.path.join(base, name))
+        except (JobEnvironmentError, KeyError, TypeError, ValueError):
+            continue  # being created, or not ours to judge
+        if alloc.is_stale():
+            alloc.stop_tasks()
+            shutil.rmtree(alloc.path, ignore_errors=True)
+            cleaned.append(alloc.job_id)
+    return cleaned
+
+
+# -- processes (Linux /proc; elsewhere the checks are weaker but safe) -----------------------
+
+def _start_ticks(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot (with the pid, unique), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _groups_with_marker(pgids: set, marker: str) -> set:
+    """The process groups among ``pgids`` with a member whose environment holds ``marker``
+    (``NAME=value``). Without /proc every group is taken as it is recorded."""
+    if not pgids:
+        return set()
+    if not os.path.isdir("/proc/self"):
+        return set(pgids)
+    want = marker.encode()
+    found: set = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                pgrp = int(fh.read().rsplit(b")", 1)[1].split()[2])
+            if pgrp not in pgids or pgrp in found:
+                continue
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                if want in fh.read().split(b"\0"):
+                    found.add(pgrp)
+        except (OSError, IndexError, ValueError):
+            continue
+    return found

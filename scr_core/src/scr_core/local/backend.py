@@ -30,6 +30,7 @@ import threading
 import time
 from typing import Mapping, Sequence
 
+from ..client_commands import tracked_group
 from ..errors import LaunchError, UsageError
 from ..hostlist import difference, expand
 from ..interfaces import (
@@ -202,6 +203,9 @@ class LocalLauncher(Launcher):
 
         program = opts["program"]
         parent_env = dict(env if env is not None else self.environ)
+        from . import lifeline
+
+        lifeline.ensure(alloc.path)  # the tasks die with this process, even by SIGKILL
         cwd = opts["chdir"]
         tasks: list[tuple[str, subprocess.Popen]] = []
         groups: dict[str, int] = {}
@@ -365,7 +369,8 @@ class LocalRemoteExecutor(RemoteExecutor):
         except OSError as exc:
             return NodeResult(rc=127, stderr=f"{node}: {exc}")
         try:
-            out, err = proc.communicate(timeout=timeout)
+            with tracked_group(proc):  # stopped with its group if we are interrupted
+                out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()

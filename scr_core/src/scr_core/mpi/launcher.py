@@ -61,7 +61,7 @@ import tempfile
 import time
 from typing import Any, Mapping, Sequence
 
-from ..client_commands import run_client, signal_process, wait_code
+from ..client_commands import die_with_parent, run_client, signal_process, wait_code
 from ..errors import LaunchError, ScrError
 from ..hostlist import validate_node_name
 from ..interfaces import BackendContext, JobStep, Launcher
@@ -316,8 +316,9 @@ class _MpiLauncher(Launcher):
             environ.setdefault("SLURM_OVERLAP", "1")
         try:
             # stdin/stdout/stderr inherited (live output); our process group, so a terminal's
-            # Ctrl-C reaches mpirun, which forwards it to the ranks
-            proc = subprocess.Popen(argv, env=environ)
+            # Ctrl-C reaches mpirun, which forwards it to the ranks; SIGTERM from the kernel
+            # if scr run dies, even by SIGKILL (mpirun then ends the ranks too)
+            proc = subprocess.Popen(argv, env=environ, preexec_fn=die_with_parent())
         except OSError as exc:
             for directory in hostfile_dir:
                 shutil.rmtree(directory, ignore_errors=True)

@@ -19,6 +19,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
+from ..client_commands import tracked_group
 from ..errors import RemoteExecError, ScrError
 from ..interfaces import NodeResult, RemoteExecutor, RemoteResult
 from ._common import checked_request, decode, settings_or_default
@@ -47,7 +48,8 @@ def run_argv_per_node(
             return NodeResult(rc=None, stderr=f"{node}: cannot run {argv[0]}: "
                                               f"{exc.strerror}\n", unreachable=True)
         try:
-            out, err = proc.communicate(timeout=timeout)
+            with tracked_group(proc):  # stopped with its group if we are interrupted
+                out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)

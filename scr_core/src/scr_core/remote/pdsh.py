@@ -51,6 +51,7 @@ import subprocess
 import tempfile
 from typing import Any, Sequence
 
+from ..client_commands import tracked_group
 from ..errors import RemoteExecError
 from ..interfaces import NodeResult, RemoteExecutor, RemoteResult
 from ._common import (
@@ -228,7 +229,8 @@ class PdshRemoteExecutor(RemoteExecutor):
                 raise RemoteExecError(f"cannot run {pdsh}: {exc.strerror}") from exc
             killed = False
             try:
-                out, err = proc.communicate(timeout=limit)
+                with tracked_group(proc):  # stopped with its group if we are interrupted
+                    out, err = proc.communicate(timeout=limit)
             except subprocess.TimeoutExpired:
                 killed = True
                 os.killpg(proc.pid, signal.SIGKILL)
