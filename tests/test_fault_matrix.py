@@ -409,6 +409,60 @@ def test_rm_failing_for_good_ends_with_5_after_postrun(tmp_path, monkeypatch, tr
     assert text.count("ended with exit code 3") == 1  # no relaunch
 
 
+def test_plugin_bug_after_a_run_still_runs_postrun(tmp_path, monkeypatch):
+    """A resource manager raising something that is not a ScrError (a plugin's bug) after
+    a run: the error still ends the job only after postrun, and the CLI's barrier makes
+    it exit 8, never 1."""
+    flaky = _FlakyQueries(monkeypatch, range(2, 100), KeyError("state"))
+    _job, runner, lines, _alloc, _prefix = _runner(
+        tmp_path, {"SCR_RUNS": "3"}, ["-N", "3", "sh", "-c", "exit 3"])
+    with pytest.raises(KeyError):
+        runner.run()
+    assert flaky.calls == 2  # not retried: only ScrErrors can be transient
+    text = "\n".join(lines)
+    assert "stopping after an error; postrun still saves what the runs left" in text
+    assert "postrun:" in text
+    assert text.count("ended with exit code 3") == 1  # no relaunch
+
+
+@pytest.mark.parametrize("command", ["run", "should-exit"])
+@pytest.mark.parametrize("error", ["ScrError", "LaunchError", "RemoteExecError"])
+def test_generic_errors_never_exit_1_where_1_is_an_answer(command, error):
+    from scr_core.cli.main import error_exit_code
+
+    from scr_core import errors
+
+    exc = getattr(errors, error)("cannot start mpirun")
+    assert exc.exit_code == 1  # what other commands still return for it
+    assert error_exit_code(command, exc) == errors.EXIT_ENVIRONMENT
+    assert error_exit_code("index", exc) == 1
+    assert error_exit_code(command, errors.ControlFileError("x")) == errors.EXIT_DATA
+
+
+def test_should_exit_with_a_plugin_scr_error_is_not_keep_running(tmp_path, monkeypatch):
+    """A plain ScrError from the resource manager while scr should-exit asks it: exit 5."""
+    from scr_core.cli.main import main
+    from scr_core.errors import ScrError
+    from scr_core.local.allocation import LocalAllocation
+    from scr_core.local.rm import LocalResourceManager
+
+    alloc = LocalAllocation.create(["vnode1", "vnode2"], base=str(tmp_path / "a"))
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    for k in list(os.environ):
+        if k.startswith(("SCR_", "SLURM_", "LSB_", "FLUX_")):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("SCR_LOCAL_DIR", alloc.path)
+    monkeypatch.setenv("SCR_PREFIX", str(prefix))
+
+    def broken(rm):
+        raise ScrError("the site's node query failed")
+
+    monkeypatch.setattr(LocalResourceManager, "job_nodes", broken)
+    monkeypatch.setattr(LocalResourceManager, "down_nodes", broken)
+    assert main(["should-exit", "--prefix", str(prefix)]) == 5
+
+
 def test_retry_backoff_is_bounded_and_doubles():
     from scr_core.errors import ConfigError, ResourceManagerError, ScrError
 

@@ -24,7 +24,14 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .. import __version__
-from ..errors import EXIT_INTERNAL, EXIT_USAGE, ScrError
+from ..errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_FAILURE,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_USAGE,
+    ScrError,
+)
 
 # name -> (module, one-line help, SCR-compatible script name or None)
 COMMANDS: dict[str, tuple[str, str, str | None]] = {
@@ -212,7 +219,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     except ScrError as exc:
         _traceback_if_debug()
         print(f"{_name(prog, chosen)}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return error_exit_code(chosen, exc)
     except KeyboardInterrupt as exc:  # Ctrl-C, or client_commands.Interrupted by signal N
         return 128 + getattr(exc, "signum", 2)
     except BrokenPipeError:
@@ -222,6 +229,21 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         print(f"{_name(prog, chosen)}: internal error: {describe_unexpected(exc)}",
               file=sys.stderr)
         return EXIT_INTERNAL
+
+
+#: commands whose exit code 1 is an answer ("keep running", "the application failed"), so
+#: an error must never return it
+_ONE_IS_AN_ANSWER = ("run", "should-exit")
+
+
+def error_exit_code(command: str | None, exc: ScrError) -> int:
+    """The exit code for ``exc``: its own, except that a generic error (a plain ScrError,
+    LaunchError, RemoteExecError: code 1) of ``scr run`` or ``scr should-exit`` is
+    reported as an environment failure (5) there."""
+    code = exc.exit_code
+    if command in _ONE_IS_AN_ANSWER and code in (EXIT_OK, EXIT_FAILURE):
+        return EXIT_ENVIRONMENT
+    return code
 
 
 def _name(prog: str | None, chosen: str | None) -> str:

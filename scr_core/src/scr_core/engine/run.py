@@ -351,16 +351,20 @@ class Runner:
                     self._sleep(settle)
             self.in_postrun = True  # signals stay handled: postrun saves what the runs left
             post_ok = postrun(job, out=self.out, log=self.log)
-        except ScrError:
-            # an error ends the job (the CLI reports it), but the cache is still saved
+        except Exception:
+            # an error, or a plugin's bug, ends the job (the CLI reports it), but the running
+            # step is stopped and the cache is still saved
             if not self.in_postrun:
                 self.out("stopping after an error; postrun still saves what the runs left")
-                if self.step is not None:
-                    from .stepwatch import kill_grace
-
-                    kill_step(self.launcher, self.step, kill_grace(job.params), self.out)
                 self.in_postrun = True
-                postrun(job, out=self.out, log=self.log)
+                try:
+                    if self.step is not None:
+                        from .stepwatch import kill_grace
+
+                        kill_step(self.launcher, self.step, kill_grace(job.params), self.out)
+                    postrun(job, out=self.out, log=self.log)
+                except Exception as exc:  # the first error is the one reported
+                    self.out(f"postrun after the error failed too: {exc}")
             raise
         finally:
             for s, h in old_handlers.items():
