@@ -227,6 +227,7 @@ def test_partial_and_unreadable_inputs_give_what_is_known(demo, tmp_path):
     cut = text.index("event=RUN_END")  # the log torn in the middle of run 1's end
     log.write_text(text[:cut] + "\nnot an SCR line\n" + text[cut + 20:])
     (prefix / ".scr" / "index.scr").write_bytes(b"garbage, not a kvtree")
+    (prefix / ".scr" / "halt.scr").write_bytes(b"garbage, not a kvtree either")
     env = clean_env(tmp_path)
     r = subprocess.run(scr("report", "--json", "-p", str(prefix)), env=env,
                        capture_output=True, text=True, timeout=60)
@@ -235,6 +236,8 @@ def test_partial_and_unreadable_inputs_give_what_is_known(demo, tmp_path):
     missing = " ".join(rep["missing"])
     assert "line(s) of the SCR log are not SCR records" in missing
     assert "index file" in missing and rep["sources"]["index"]["state"] == "unreadable"
+    assert "halt file" in missing and rep["sources"]["halt"]["state"] == "unreadable"
+    assert rep["halt_file"] is None  # a corrupt halt file is not read as "no halt"
     assert len(rep["runs"]) == 2 and rep["checkpoints"]  # the rest still reported
     log.unlink()
     log.mkdir()  # unreadable as a file (root reads any file whatever its mode)

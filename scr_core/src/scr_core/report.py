@@ -532,10 +532,6 @@ def build_report(prefix: str, logfile: Optional[str] = None) -> dict[str, Any]:
     if state is not None:
         halt_file = {k: getattr(state, k) for k in (
             "exit_reason", "checkpoints_left", "exit_before", "exit_after", "halt_seconds")}
-        if state.corrupt:
-            src.states["halt"]["state"] = "corrupt"
-            src.missing.append(f"the halt file {halt.path} is corrupt ({state.corrupt}); "
-                               "SCR treats it as empty")
 
     if runs and all(r["nodes"] is None for r in runs):
         src.missing.append("the log does not name the nodes of the runs (only SCR's "
