@@ -463,6 +463,31 @@ def test_should_exit_with_a_plugin_scr_error_is_not_keep_running(tmp_path, monke
     assert main(["should-exit", "--prefix", str(prefix)]) == 5
 
 
+def test_a_killed_step_that_exits_0_is_not_a_success(tmp_path):
+    """A launcher that reports 0 for a step the watchdog killed (srun does when the tasks
+    exit 0 on SIGTERM): the run counts as killed (137), so it is never the job's success."""
+    _job, runner, lines, _alloc, _prefix = _runner(
+        tmp_path, {"SCR_WATCHDOG": "1", "SCR_WATCHDOG_TIMEOUT": "1", "SCR_WATCH": "0"},
+        ["-N", "1", "true"])
+
+    class ExitsZeroOnKill:
+        killed = False
+
+        def wait(self, step, timeout=None):
+            if self.killed:
+                return 0
+            time.sleep(min(timeout or 0, 0.1))
+            return None
+
+        def kill(self, step):
+            self.killed = True
+
+    runner.launcher = ExitsZeroOnKill()
+    rc, why = runner.wait_step(object(), time.time())
+    assert "watchdog" in why, lines
+    assert rc == 137
+
+
 def test_retry_backoff_is_bounded_and_doubles():
     from scr_core.errors import ConfigError, ResourceManagerError, ScrError
 

@@ -239,7 +239,8 @@ class Runner:
                     rc = kill_step(self.launcher, step, grace, self.out)
                     if dead:  # a node failure, whatever the launcher made of the kill
                         return 137, why
-                    return (rc if rc is not None else 137), why
+                    # a step we killed did not finish, even if it exited 0 on SIGTERM
+                    return (rc if rc else 137), why
         finally:
             if watch is not None:
                 watch.stop()
