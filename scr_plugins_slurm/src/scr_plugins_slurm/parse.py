@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from typing import Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional
 
 from scr_core.errors import ResourceManagerError, UsageError
 from scr_core.hostlist import expand
@@ -363,13 +363,18 @@ def parse_sinfo_down(text: str) -> dict[str, str]:
     """``sinfo -h -N -o '%N|%T|%E'`` -> ``{node: reason}`` of the nodes that are down
     (see :func:`node_is_down`), in sinfo's order. Compressed node lists are expanded;
     the reason names Slurm's state, its suffix meaning and Slurm's reason text."""
-    down: dict[str, str] = {}
+    return _sinfo_nodes_where(text, node_is_down)
+
+
+def _sinfo_nodes_where(text: str, predicate: Callable[[str], bool]) -> dict[str, str]:
+    """``{node: reason}`` of the sinfo rows whose state satisfies ``predicate``."""
+    found: dict[str, str] = {}
     for names, (_, state, reason) in _node_lines(text, 3):
         state = state.strip()
-        if node_is_down(state):
+        if predicate(state):
             for n in names:
-                down.setdefault(n, _reason(state, reason))
-    return down
+                found.setdefault(n, _reason(state, reason))
+    return found
 
 
 def node_is_lost(state: str) -> bool:
@@ -386,13 +391,7 @@ def node_is_lost(state: str) -> bool:
 def parse_sinfo_lost(text: str) -> dict[str, str]:
     """``sinfo -h -N -o '%N|%T|%E'`` -> ``{node: reason}`` of the lost nodes
     (:func:`node_is_lost`), with the reason worded as :func:`parse_sinfo_down` does."""
-    lost: dict[str, str] = {}
-    for names, (_, state, reason) in _node_lines(text, 3):
-        state = state.strip()
-        if node_is_lost(state):
-            for n in names:
-                lost.setdefault(n, _reason(state, reason))
-    return lost
+    return _sinfo_nodes_where(text, node_is_lost)
 
 
 def _int_or_none(text: str) -> Optional[int]:

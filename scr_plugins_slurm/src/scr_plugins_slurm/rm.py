@@ -148,9 +148,7 @@ class SlurmResourceManager(ResourceManager):
         nodes = self.job_nodes()
         if not nodes:
             return {}
-        proc = self.commands.run("sinfo", ["-h", "-N", "-n", fold(nodes),
-                                           "-o", parse.SINFO_DOWN_FORMAT])
-        reported = parse.parse_sinfo_down(proc.stdout)
+        reported = parse.parse_sinfo_down(self._sinfo_states(nodes))
         down = {n: reported[n] for n in nodes if n in reported}
         jid = self.job_id()
         if jid:
@@ -177,10 +175,13 @@ class SlurmResourceManager(ResourceManager):
         ping probe is what finds a crash within seconds; this catches an admin's DOWN."""
         if not nodes:
             return {}
-        proc = self.commands.run("sinfo", ["-h", "-N", "-n", fold(list(nodes)),
-                                           "-o", parse.SINFO_DOWN_FORMAT])
-        lost = parse.parse_sinfo_lost(proc.stdout)
+        lost = parse.parse_sinfo_lost(self._sinfo_states(nodes))
         return {n: lost[n] for n in nodes if n in lost}
+
+    def _sinfo_states(self, nodes: Sequence[str]) -> str:
+        """``sinfo``'s node/state/reason rows of ``nodes`` (:data:`parse.SINFO_DOWN_FORMAT`)."""
+        return self.commands.run("sinfo", ["-h", "-N", "-n", fold(list(nodes)),
+                                           "-o", parse.SINFO_DOWN_FORMAT]).stdout
 
     def end_time(self) -> int:
         jid = self.job_id()
