@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+from ..files import write_text_atomic
+
 EXIT_NO_EXTRA = 7  # --html without the optional extra scr-core[report] (jinja2)
 
 EPILOG = """\
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     report = build_report(prefix, args.logfile)
     if render is not None:
         try:
-            _write_atomic(args.html, render(report))
+            write_text_atomic(args.html, render(report))
         except OSError as exc:
             print(f"scr report: error: cannot write {args.html}: {exc.strerror or exc}",
                   file=sys.stderr)
@@ -70,17 +72,3 @@ def run(args: argparse.Namespace) -> int:
         if args.html:
             print(f"\nHTML report: {os.path.abspath(args.html)}")
     return 0
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

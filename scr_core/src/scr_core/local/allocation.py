@@ -29,6 +29,7 @@ import time
 from typing import Iterable, Mapping
 
 from ..errors import JobEnvironmentError, UsageError
+from ..files import write_text_atomic
 
 ENV_DIR = "SCR_LOCAL_DIR"
 FAULTS = ("hang", "fail", "garbage")
@@ -36,22 +37,6 @@ FAULTS = ("hang", "fail", "garbage")
 
 _SIGKILL = 9  # signal.SIGKILL on every POSIX system (signal is not imported for it)
 _SIGTERM = 15
-
-def _atomic_write(path: str, text: str) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
 
 def _checked_meta(meta: object, where: str) -> tuple[str, list[str], int, float]:
     """(job id, nodes, end time, creation time) of an allocation.json, each checked: a file
@@ -150,7 +135,7 @@ class LocalAllocation:
         meta: dict = {"job_id": job_id, "nodes": names, "end_time": end, "created": now}
         if owned:
             meta["owner"] = {"pid": os.getpid(), "start": _start_ticks(os.getpid())}
-        _atomic_write(os.path.join(path, "allocation.json"), json.dumps(meta, indent=1))
+        write_text_atomic(os.path.join(path, "allocation.json"), json.dumps(meta, indent=1))
         return cls(path)
 
     @staticmethod
@@ -178,7 +163,7 @@ class LocalAllocation:
         return os.path.join(self._node_dir(node), "shm")
 
     def set_down(self, node: str, reason: str = "Marked down") -> None:
-        _atomic_write(os.path.join(self._node_dir(node), "down"), reason.strip() or "down")
+        write_text_atomic(os.path.join(self._node_dir(node), "down"), reason.strip() or "down")
 
     def set_up(self, node: str) -> None:
         for name in ("down", "crashed", "fault"):
@@ -197,7 +182,7 @@ class LocalAllocation:
             return
         if fault not in FAULTS:
             raise UsageError(f"unknown fault '{fault}'; choose one of {', '.join(FAULTS)}")
-        _atomic_write(path, fault)
+        write_text_atomic(path, fault)
 
     def fault(self, node: str) -> str | None:
         try:
@@ -233,12 +218,12 @@ class LocalAllocation:
     def crash(self, node: str) -> int:
         """Kill every task on ``node`` at once (SIGKILL) and mark it dead. Returns #groups."""
         d = self._node_dir(node)
-        _atomic_write(os.path.join(d, "crashed"), time.strftime("%Y-%m-%dT%H:%M:%S"))
+        write_text_atomic(os.path.join(d, "crashed"), time.strftime("%Y-%m-%dT%H:%M:%S"))
         return self.kill_node_tasks(node, _SIGKILL)
 
     # -- task registry -----------------------------------------------------------------------
     def register_group(self, node: str, pgid: int) -> None:
-        _atomic_write(os.path.join(self._node_dir(node), "pgids", str(pgid)), str(os.getpid()))
+        write_text_atomic(os.path.join(self._node_dir(node), "pgids", str(pgid)), str(os.getpid()))
 
     def unregister_group(self, node: str, pgid: int) -> None:
         try:

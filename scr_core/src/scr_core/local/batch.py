@@ -48,9 +48,10 @@ import time
 from typing import Any, Iterator, Mapping, Sequence
 
 from ..errors import ConfigError, ResourceManagerError, UsageError
+from ..files import write_text_atomic
 from ..hostlist import fold
 from ..interfaces import JobRecord, JobState, JobStatus, NodeInfo, SubmitRequest
-from .allocation import ENV_DIR, LocalAllocation, _atomic_write, default_base
+from .allocation import ENV_DIR, LocalAllocation, default_base
 
 ENV_SPOOL = "SCR_LOCAL_SPOOL"
 POLL_SECONDS = 0.1
@@ -145,7 +146,7 @@ def _read_json(path: str) -> dict:
 
 
 def _write_json(path: str, data: Mapping[str, Any]) -> None:
-    _atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 @contextlib.contextmanager
@@ -262,7 +263,7 @@ class Spool:
             # never reuse the id of a job directory still present (a lost seq file)
             jobs = [int(j) for j in os.listdir(os.path.join(self.path, "jobs")) if j.isdigit()]
             new = max([last, *jobs]) + 1
-            _atomic_write(seq, str(new))
+            write_text_atomic(seq, str(new))
         return str(new)
 
     def job_ids(self) -> list[str]:
@@ -293,7 +294,7 @@ class Spool:
         from ..hostlist import validate_node_name
 
         self.ensure()
-        _atomic_write(os.path.join(self.path, "nodes", validate_node_name(node)),
+        write_text_atomic(os.path.join(self.path, "nodes", validate_node_name(node)),
                       reason.strip() or "down")
 
     def set_node_up(self, node: str) -> None:
@@ -447,7 +448,7 @@ def submit(environ: Mapping[str, str], settings: Any, request: SubmitRequest) ->
     script = os.path.join(jobdir, "script.sh")
     now = time.time()
     try:
-        _atomic_write(script, render_script(request, job_id, pname, nnodes, time_limit))
+        write_text_atomic(script, render_script(request, job_id, pname, nnodes, time_limit))
         os.chmod(script, 0o755)
         output = _output_path(request.output, jobdir, workdir, job_id, request.job_name) \
             or os.path.join(jobdir, "output")
@@ -566,7 +567,7 @@ def release(environ: Mapping[str, str], settings: Any, job_id: str) -> None:
     jobdir = Spool(spool_dir(environ, settings)).job_dir(job_id)
     if not os.path.isdir(jobdir):
         raise ResourceManagerError(f"local release: no job {job_id}")
-    _atomic_write(os.path.join(jobdir, "release"), str(time.time()))
+    write_text_atomic(os.path.join(jobdir, "release"), str(time.time()))
 
 
 def job_info(environ: Mapping[str, str], settings: Any, job_id: str) -> dict[str, Any]:
