@@ -199,6 +199,11 @@ class HaltFile:
         except ControlFileError as exc:
             return KVTree(), str(exc)
 
+    def _require_regular(self, fd: int) -> None:
+        """A FIFO or device in the halt file's place is a corrupt halt file (never blocks)."""
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise self._corrupt_error(f"{self._name}: not a regular file")
+
     def _corrupt_error(self, why: str) -> ControlFileError:
         return CorruptHaltFile(
             f"corrupt halt file ({why}); it may have asked the job to halt: look at it, then "
@@ -215,8 +220,7 @@ class HaltFile:
                 f"{self._name}: cannot open halt file: {exc.strerror or exc}"
             ) from exc
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise self._corrupt_error(f"{self._name}: not a regular file")
+            self._require_regular(fd)
             _lock(fd, fcntl.LOCK_SH, self._name, timeout)
             try:
                 tree, corrupt = self._read_locked(fd)
@@ -246,8 +250,7 @@ class HaltFile:
                     f"{self._name}: cannot open halt file for update: {exc.strerror or exc}"
                 ) from exc
             try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise self._corrupt_error(f"{self._name}: not a regular file")
+                self._require_regular(fd)
                 _lock(fd, fcntl.LOCK_EX, self._name, timeout)
                 held = os.fstat(fd)
                 try:
